@@ -1,0 +1,63 @@
+import { envSchema } from 'env-schema'
+import { type Static, type TObject, type TProperties, Type } from 'typebox'
+
+/**
+ * Settings every service shares. A service extends this with its own properties; the merged schema is
+ * validated once at start and nothing else reads `process.env`.
+ */
+export const BaseConfigProperties = {
+  HOST: Type.String({ default: '0.0.0.0', description: 'Interface to listen on' }),
+  PORT: Type.Integer({ minimum: 1, maximum: 65535, description: 'HTTP port' }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    { default: 'info' },
+  ),
+  AUTH_MODE: Type.Union([Type.Literal('required'), Type.Literal('disabled')], {
+    default: 'required',
+    description: '`disabled` restores the original open API; never the default',
+  }),
+  SHUTDOWN_DELAY_MS: Type.Integer({
+    minimum: 0,
+    default: 0,
+    description: 'Time between readiness turning 503 and the server closing, so load balancers stop routing here',
+  }),
+  SHUTDOWN_GRACE_MS: Type.Integer({
+    minimum: 100,
+    default: 20_000,
+    description: 'Hard limit for a graceful shutdown; the process exits with code 1 past it',
+  }),
+  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({
+    minimum: 0,
+    default: 1000,
+    description: 'Load shedding: answer 503 + Retry-After while the event loop lags more than this (0 = off)',
+  }),
+}
+
+export const DatabaseConfigProperties = {
+  DATABASE_URL: Type.String({ minLength: 1, description: 'postgres:// URL of this service’s own database' }),
+  DATABASE_POOL_MAX: Type.Integer({ minimum: 1, default: 10 }),
+  MIGRATE_ON_START: Type.Boolean({ default: true, description: 'Run pending migrations before listening' }),
+}
+
+export const BaseConfig = Type.Object(BaseConfigProperties)
+export type BaseConfig = Static<typeof BaseConfig>
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/**
+ * Validates the environment against `schema` (defaults applied, strings coerced to numbers/booleans).
+ * A missing or malformed variable throws a ConfigError whose message names the variable.
+ */
+export function loadConfig<P extends TProperties>(
+  schema: TObject<P>,
+  env: Record<string, string | undefined> = process.env,
+): Static<TObject<P>> {
+  try {
+    return envSchema<Static<TObject<P>>>({ schema, data: env, dotenv: false })
+  } catch (error) {
+    const message = (error as Error).message.replaceAll('env/', '').replaceAll('env ', '')
+    throw new ConfigError(`Invalid configuration: ${message}`)
+  }
+}

@@ -1,0 +1,110 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { Kysely, PostgresDialect, sql } from 'kysely'
+import { type Migration, Migrator } from 'kysely/migration'
+import pg from 'pg'
+
+// int8 (COUNT(*), bigserial) as a JS number: our ids and counts stay far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10))
+
+export interface DatabaseOptions {
+  connectionString: string
+  /** Pool size per process. */
+  max?: number
+  /** Shows in pg_stat_activity. */
+  applicationName?: string
+  /** Fail a connection attempt after this long, so a dead database answers 503 fast instead of hanging. */
+  connectionTimeoutMs?: number
+  /** Server-side limit for one statement. */
+  statementTimeoutMs?: number
+  onPoolError?: (error: Error) => void
+}
+
+export interface Database<DB> {
+  db: Kysely<DB>
+  pool: pg.Pool
+  close(): Promise<void>
+}
+
+export function createDatabase<DB>(options: DatabaseOptions): Database<DB> {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max ?? 10,
+    application_name: options.applicationName,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? 2000,
+    statement_timeout: options.statementTimeoutMs ?? 10_000,
+    idleTimeoutMillis: 30_000,
+  })
+  // An idle client whose server went away emits 'error' on the pool; unhandled it would kill the process.
+  pool.on('error', (error) => options.onPoolError?.(error))
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
+  return { db, pool, close: () => db.destroy() }
+}
+
+/** A cheap round trip proving the database answers. */
+export async function pingDatabase(db: Kysely<unknown>): Promise<void> {
+  await sql`select 1`.execute(db)
+}
+
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN'])
+
+/**
+ * True for errors meaning "the database can't be reached right now" (as opposed to a bad query):
+ * refused or reset connections, pool connect timeouts, server shutting down (57P*), connection
+ * exceptions (08*), too many connections (53300).
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (!error || typeof error !== 'object') return false
+  const { code, message } = error as { code?: unknown; message?: unknown }
+  if (typeof code === 'string') {
+    if (UNAVAILABLE_CODES.has(code)) return true
+    if (code.startsWith('57P') || code.startsWith('08') || code === '53300') return true
+  }
+  if (typeof message === 'string') {
+    return (
+      message.includes('timeout exceeded when trying to connect') ||
+      message.includes('Connection terminated') ||
+      message.includes('Client has encountered a connection error')
+    )
+  }
+  return false
+}
+
+/**
+ * Applies pending migrations. Kysely's Migrator takes a PostgreSQL advisory lock for the run, so
+ * several replicas starting at once apply each migration exactly once.
+ */
+export async function migrateToLatest(
+  db: Kysely<unknown>,
+  migrations: Record<string, Migration>,
+  log: (message: string) => void = () => {},
+): Promise<void> {
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } })
+  const { error, results } = await migrator.migrateToLatest()
+  for (const result of results ?? []) {
+    log(`migration ${result.migrationName}: ${result.status}`)
+  }
+  if (error) throw error instanceof Error ? error : new Error(String(error))
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    db: Kysely<any>
+  }
+}
+
+export interface DatabasePluginOptions {
+  database: Database<unknown>
+}
+
+/** Decorates `app.db`, adds the database to readiness, and closes the pool when the app closes. */
+export const databasePlugin = fp<DatabasePluginOptions>(
+  async (app: FastifyInstance, { database }) => {
+    app.decorate('db', database.db as Kysely<any>)
+    app.readiness.addCheck('database', () => pingDatabase(database.db))
+    app.addHook('onClose', async () => {
+      await database.close()
+    })
+  },
+  { name: 'task-manager-database', dependencies: ['task-manager-health'], fastify: '5.x' },
+)

@@ -1,0 +1,101 @@
+import type { FastifyError, FastifyInstance } from 'fastify'
+import FindMyWay from 'find-my-way'
+import fp from 'fastify-plugin'
+import { isDatabaseUnavailable } from './db.js'
+import { type FieldError, HttpProblem, problemType, sendProblem } from './problem.js'
+
+interface AjvError {
+  instancePath: string
+  message?: string
+  params?: Record<string, unknown>
+}
+
+function fieldErrors(error: FastifyError): FieldError[] {
+  const where = error.validationContext ?? 'body'
+  return (error.validation as AjvError[]).map((issue) => {
+    const segments = issue.instancePath.split('/').filter(Boolean)
+    const missing = issue.params?.missingProperty
+    if (typeof missing === 'string') segments.push(missing)
+    const extra = issue.params?.additionalProperty
+    if (typeof extra === 'string') segments.push(extra)
+    return { in: where, field: segments.join('.'), message: issue.message ?? 'is invalid' }
+  })
+}
+
+const CLIENT_ERROR_CODES: Record<string, number> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: 400,
+  FST_ERR_CTP_EMPTY_JSON_BODY: 400,
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 400,
+  FST_ERR_CTP_BODY_TOO_LARGE: 413,
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 415,
+  FST_ERR_CTP_INVALID_TYPE: 415,
+}
+
+const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
+
+/**
+ * One error handler for the whole service: every error leaves as RFC 9457 problem+json.
+ * 4xx keep their message (it is about the client's request); 5xx are logged with context and answer a
+ * fixed text, so no internals leak. Unknown paths get 404, known paths with the wrong method 405 + Allow.
+ */
+export const errorsPlugin = fp(
+  async (app: FastifyInstance) => {
+    // A second router holding every route lets the 404 handler tell "no such path" from "wrong method".
+    const known = FindMyWay({ ignoreTrailingSlash: app.initialConfig.ignoreTrailingSlash ?? false })
+    app.addHook('onRoute', (route) => {
+      const methods = Array.isArray(route.method) ? route.method : [route.method]
+      for (const method of methods) {
+        if (method === 'HEAD' || method === 'OPTIONS') continue
+        try {
+          known.on(method as 'GET', route.url, () => {})
+        } catch {
+          // already registered (prefix variants): nothing to add
+        }
+      }
+    })
+
+    app.setNotFoundHandler((request, reply) => {
+      const path = request.url.split('?')[0] ?? '/'
+      const allowed = METHODS.filter((method) => known.find(method, path) !== null)
+      if (allowed.length > 0 && !allowed.includes(request.method as (typeof METHODS)[number])) {
+        if (allowed.includes('GET')) allowed.push('HEAD' as never)
+        return sendProblem(reply, 405, `Method ${request.method} is not allowed on ${path}`, {
+          headers: { allow: allowed.join(', ') },
+        })
+      }
+      return sendProblem(reply, 404, `No route ${request.method} ${path}`)
+    })
+
+    app.setErrorHandler((error: FastifyError | HttpProblem, request, reply) => {
+      if (error instanceof HttpProblem) {
+        if (error.status >= 500) request.log.warn({ err: error }, error.detail)
+        return sendProblem(reply, error.status, error.detail, error.options)
+      }
+      if (error.validation) {
+        const errors = fieldErrors(error)
+        const first = errors[0]
+        const detail = first
+          ? `Invalid ${first.in}${first.field ? ` field '${first.field}'` : ''}: ${first.message}`
+          : 'Request validation failed'
+        return sendProblem(reply, 422, detail, { type: problemType('validation-failed'), errors })
+      }
+      if (isDatabaseUnavailable(error)) {
+        request.log.error({ err: error }, 'database unavailable')
+        return sendProblem(reply, 503, 'The service’s database is unavailable; retry shortly', {
+          type: problemType('dependency-unavailable'),
+          headers: { 'retry-after': 1 },
+        })
+      }
+      const status = (error.code && CLIENT_ERROR_CODES[error.code]) || error.statusCode || 500
+      if (status >= 500) {
+        request.log.error({ err: error }, 'unhandled error')
+        return sendProblem(reply, status, 'An internal error occurred; it has been logged')
+      }
+      if (status === 429) {
+        return sendProblem(reply, 429, error.message, { type: problemType('rate-limited') })
+      }
+      return sendProblem(reply, status, error.message)
+    })
+  },
+  { name: 'task-manager-errors', fastify: '5.x' },
+)

@@ -1,0 +1,8 @@
+export * from './config.js'
+export * from './db.js'
+export { errorsPlugin } from './errors.js'
+export { healthPlugin, Readiness } from './health.js'
+export * from './kit.js'
+export { loggerOptions, REDACT_PATHS, requestIdFrom } from './logger.js'
+export { metricsPlugin } from './metrics.js'
+export * from './problem.js'

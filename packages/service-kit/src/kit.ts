@@ -1,0 +1,160 @@
+import swagger from '@fastify/swagger'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import underPressure from '@fastify/under-pressure'
+import closeWithGrace from 'close-with-grace'
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyPluginOptions,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from 'fastify'
+import fp from 'fastify-plugin'
+import type { BaseConfig } from './config.js'
+import { errorsPlugin } from './errors.js'
+import { healthPlugin } from './health.js'
+import { loggerOptions, requestIdFrom } from './logger.js'
+import { metricsPlugin } from './metrics.js'
+import { problemType, sendProblem } from './problem.js'
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>
+
+export const BODY_LIMIT_BYTES = 1024 * 1024
+
+export interface ServiceIdentity {
+  /** e.g. `task-service`; the `service` label on logs and metrics. */
+  service: string
+  version: string
+  description?: string
+}
+
+/** Fastify options every service runs with. */
+export function serverOptions(
+  identity: ServiceIdentity,
+  config: Pick<BaseConfig, 'LOG_LEVEL'>,
+): FastifyServerOptions {
+  return {
+    logger: loggerOptions(identity.service, config.LOG_LEVEL),
+    genReqId: requestIdFrom,
+    requestIdHeader: false,
+    requestIdLogLabel: 'request_id',
+    disableRequestLogging: true,
+    bodyLimit: BODY_LIMIT_BYTES,
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true },
+    ajv: { customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true, allErrors: true } },
+  }
+}
+
+export function createServer(identity: ServiceIdentity, config: Pick<BaseConfig, 'LOG_LEVEL'>): App {
+  return Fastify(serverOptions(identity, config)).withTypeProvider<TypeBoxTypeProvider>()
+}
+
+/** Headers a service passes on when it calls another one, so one request can be followed across pods. */
+export function propagationHeaders(request: FastifyRequest): Record<string, string> {
+  const headers: Record<string, string> = { 'x-request-id': request.id }
+  const traceparent = request.headers.traceparent
+  if (typeof traceparent === 'string') headers.traceparent = traceparent
+  return headers
+}
+
+export interface ServiceKitOptions extends ServiceIdentity {
+  /** Load shedding threshold; 0 turns it off. */
+  maxEventLoopDelayMs?: number
+}
+
+/**
+ * Everything a production pod needs, in one registration: request ids, request logs, problem+json
+ * errors, health probes, Prometheus metrics, load shedding and the OpenAPI document.
+ */
+export const serviceKit = fp<ServiceKitOptions>(
+  async (app: FastifyInstance, options) => {
+    app.addHook('onRequest', async (request, reply) => {
+      reply.header('x-request-id', request.id)
+    })
+    app.addHook('onResponse', async (request, reply) => {
+      const fields = {
+        method: request.method,
+        url: request.url,
+        status: reply.statusCode,
+        duration_ms: Math.round(reply.elapsedTime * 100) / 100,
+      }
+      if (request.routeOptions.config?.probe) request.log.debug(fields, 'request completed')
+      else request.log.info(fields, 'request completed')
+    })
+
+    await app.register(errorsPlugin)
+    await app.register(healthPlugin, { service: options.service })
+    await app.register(metricsPlugin, { service: options.service })
+
+    const maxEventLoopDelay = options.maxEventLoopDelayMs ?? 1000
+    if (maxEventLoopDelay > 0) {
+      await app.register(underPressure, {
+        maxEventLoopDelay,
+        retryAfter: 5,
+        pressureHandler: (request, reply, type, value) => {
+          request.log.warn({ type, value }, 'shedding load')
+          sendProblem(reply, 503, 'The service is overloaded; retry shortly', {
+            type: problemType('overloaded'),
+            headers: { 'retry-after': 5 },
+          })
+        },
+      })
+    }
+
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: { title: options.service, version: options.version, description: options.description },
+      },
+    })
+    app.get('/openapi.json', { schema: { hide: true }, config: { probe: true } }, async () => app.swagger())
+  },
+  { name: 'task-manager-service-kit', fastify: '5.x' },
+)
+
+export interface RunOptions<O extends FastifyPluginOptions> {
+  identity: ServiceIdentity
+  config: Pick<
+    BaseConfig,
+    'HOST' | 'PORT' | 'LOG_LEVEL' | 'SHUTDOWN_DELAY_MS' | 'SHUTDOWN_GRACE_MS' | 'AUTH_MODE'
+  >
+  /** The service's app plugin (src/app.ts). */
+  plugin: FastifyPluginAsync<O>
+  pluginOptions: O
+}
+
+/**
+ * server.ts in one call: builds the server, registers the app, listens, and on SIGTERM/SIGINT drains:
+ * readiness turns 503, after SHUTDOWN_DELAY_MS the server stops accepting, in-flight requests finish,
+ * onClose hooks close pools; past SHUTDOWN_GRACE_MS the process exits with code 1.
+ */
+export async function runService<O extends FastifyPluginOptions>({ identity, config, plugin, pluginOptions }: RunOptions<O>): Promise<App> {
+  const app = createServer(identity, config)
+  if (config.AUTH_MODE === 'disabled') {
+    app.log.warn('AUTH_MODE=disabled: authentication and authorization are OFF; never run this in production')
+  }
+  await app.register(plugin as FastifyPluginAsync, pluginOptions as object)
+
+  closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS, logger: app.log }, async ({ signal, err }) => {
+    if (err) app.log.error({ err }, 'fatal error, shutting down')
+    else app.log.info({ signal }, 'shutting down')
+    app.readiness.shuttingDown = true
+    if (config.SHUTDOWN_DELAY_MS > 0) await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DELAY_MS))
+    await app.close()
+    app.log.info('shutdown complete')
+  })
+
+  await app.listen({ host: config.HOST, port: config.PORT })
+  return app
+}

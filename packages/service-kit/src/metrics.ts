@@ -1,0 +1,54 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { collectDefaultMetrics, Histogram, Registry } from 'prom-client'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: { registry: Registry }
+  }
+}
+
+export interface MetricsOptions {
+  service: string
+}
+
+/**
+ * Prometheus metrics on the app's own registry (never prom-client's global one, so several apps can
+ * live in one test process) with a `service` default label.
+ *
+ * The request histogram is a single onResponse hook rather than fastify-metrics: that plugin registers
+ * on the global registry by default and adds per-request work we do not need; this keeps the labels
+ * bounded (`route` is the route template, `unmatched` for 404s).
+ */
+export const metricsPlugin = fp<MetricsOptions>(
+  async (app: FastifyInstance, { service }) => {
+    const registry = new Registry()
+    registry.setDefaultLabels({ service })
+    collectDefaultMetrics({ register: registry })
+    const duration = new Histogram({
+      name: 'http_server_request_duration_seconds',
+      help: 'Duration of HTTP requests served, by method, route template and status code',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    })
+    app.decorate('metrics', { registry })
+
+    app.addHook('onResponse', async (request, reply) => {
+      duration.observe(
+        {
+          method: request.method,
+          route: request.routeOptions.url ?? 'unmatched',
+          status_code: String(reply.statusCode),
+        },
+        reply.elapsedTime / 1000,
+      )
+    })
+
+    app.get('/metrics', { schema: { hide: true }, config: { probe: true } }, async (_request, reply) => {
+      reply.type(registry.contentType)
+      return registry.metrics()
+    })
+  },
+  { name: 'task-manager-metrics', fastify: '5.x' },
+)

@@ -1,0 +1,19 @@
+import type { TestProject } from 'vitest/node'
+import { startPostgres } from './postgres.ts'
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    postgresAdminUrl: string
+  }
+}
+
+/** Vitest global setup: one PostgreSQL server per run; each test file makes its own database on it. */
+export default async function setup(project: TestProject) {
+  const started = Date.now()
+  const server = await startPostgres((line) => console.log(`[test postgres] ${line}`))
+  console.log(`[test postgres] ${server.source} ready in ${Date.now() - started} ms`)
+  project.provide('postgresAdminUrl', server.adminUrl)
+  return async () => {
+    await server.stop()
+  }
+}

@@ -1,0 +1,25 @@
+import { afterAll, beforeAll, inject } from 'vitest'
+import { createTestDatabase, type TestDatabase } from './database.ts'
+
+export { createTestDatabase, type TestDatabase } from './database.ts'
+export { freePort, startEmbeddedPostgres, startPostgres, type PostgresServer } from './postgres.ts'
+
+/**
+ * Gives the calling test file its own fresh database for its lifetime. Read `.url` inside tests or
+ * hooks (it is set in beforeAll).
+ */
+export function useTestDatabase(prefix = 'test'): { readonly url: string } {
+  let database: TestDatabase | undefined
+  beforeAll(async () => {
+    database = await createTestDatabase(inject('postgresAdminUrl'), prefix)
+  })
+  afterAll(async () => {
+    await database?.drop()
+  })
+  return {
+    get url() {
+      if (!database) throw new Error('useTestDatabase(): the database exists only inside tests and hooks')
+      return database.url
+    },
+  }
+}

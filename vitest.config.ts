@@ -1,0 +1,16 @@
+import { defineConfig } from 'vitest/config'
+
+// Workspace packages resolve to their TypeScript sources in tests (no build step needed).
+const conditions = ['@task-manager/source', 'module', 'node', 'development|production']
+
+export default defineConfig({
+  resolve: { conditions },
+  ssr: { resolve: { conditions } },
+  test: {
+    globalSetup: ['./packages/testing/src/global-setup.ts'],
+    include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts'],
+    testTimeout: 20_000,
+    hookTimeout: 120_000,
+    pool: 'forks',
+  },
+})
