@@ -16,6 +16,11 @@ export const BaseConfigProperties = {
     default: 'required',
     description: '`disabled` restores the original open API; never the default',
   }),
+  TRUST_PROXY: Type.String({
+    default: 'loopback',
+    description:
+      'Proxies whose X-Forwarded-For is believed (comma-separated IPs/CIDRs or loopback, linklocal, uniquelocal); "false" trusts none',
+  }),
   SHUTDOWN_DELAY_MS: Type.Integer({
     minimum: 0,
     default: 0,

@@ -42,7 +42,7 @@ export function createDatabase<DB>(options: DatabaseOptions): Database<DB> {
 }
 
 /** A cheap round trip proving the database answers. */
-export async function pingDatabase(db: Kysely<unknown>): Promise<void> {
+export async function pingDatabase(db: Kysely<any>): Promise<void> {
   await sql`select 1`.execute(db)
 }
 
@@ -75,7 +75,7 @@ export function isDatabaseUnavailable(error: unknown): boolean {
  * several replicas starting at once apply each migration exactly once.
  */
 export async function migrateToLatest(
-  db: Kysely<unknown>,
+  db: Kysely<any>,
   migrations: Record<string, Migration>,
   log: (message: string) => void = () => {},
 ): Promise<void> {
@@ -94,7 +94,7 @@ declare module 'fastify' {
 }
 
 export interface DatabasePluginOptions {
-  database: Database<unknown>
+  database: Database<any>
 }
 
 /** Decorates `app.db`, adds the database to readiness, and closes the pool when the app closes. */

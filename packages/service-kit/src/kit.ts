@@ -41,9 +41,11 @@ export interface ServiceIdentity {
 /** Fastify options every service runs with. */
 export function serverOptions(
   identity: ServiceIdentity,
-  config: Pick<BaseConfig, 'LOG_LEVEL'>,
+  config: Pick<BaseConfig, 'LOG_LEVEL'> & Partial<Pick<BaseConfig, 'TRUST_PROXY'>>,
 ): FastifyServerOptions {
+  const trustProxy = config.TRUST_PROXY ?? 'loopback'
   return {
+    trustProxy: trustProxy === 'false' ? false : trustProxy,
     logger: loggerOptions(identity.service, config.LOG_LEVEL),
     genReqId: requestIdFrom,
     requestIdHeader: false,
@@ -56,7 +58,10 @@ export function serverOptions(
   }
 }
 
-export function createServer(identity: ServiceIdentity, config: Pick<BaseConfig, 'LOG_LEVEL'>): App {
+export function createServer(
+  identity: ServiceIdentity,
+  config: Pick<BaseConfig, 'LOG_LEVEL'> & Partial<Pick<BaseConfig, 'TRUST_PROXY'>>,
+): App {
   return Fastify(serverOptions(identity, config)).withTypeProvider<TypeBoxTypeProvider>()
 }
 
@@ -128,7 +133,8 @@ export interface RunOptions<O extends FastifyPluginOptions> {
   config: Pick<
     BaseConfig,
     'HOST' | 'PORT' | 'LOG_LEVEL' | 'SHUTDOWN_DELAY_MS' | 'SHUTDOWN_GRACE_MS' | 'AUTH_MODE'
-  >
+  > &
+    Partial<Pick<BaseConfig, 'TRUST_PROXY'>>
   /** The service's app plugin (src/app.ts). */
   plugin: FastifyPluginAsync<O>
   pluginOptions: O

@@ -1,11 +1,7 @@
 import type { TestProject } from 'vitest/node'
-import { startPostgres } from './postgres.ts'
+import { startPostgres } from './postgres.js'
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    postgresAdminUrl: string
-  }
-}
+import './provided.js'
 
 /** Vitest global setup: one PostgreSQL server per run; each test file makes its own database on it. */
 export default async function setup(project: TestProject) {

@@ -1,8 +1,9 @@
+import './provided.js'
 import { afterAll, beforeAll, inject } from 'vitest'
-import { createTestDatabase, type TestDatabase } from './database.ts'
+import { createTestDatabase, type TestDatabase } from './database.js'
 
-export { createTestDatabase, type TestDatabase } from './database.ts'
-export { freePort, startEmbeddedPostgres, startPostgres, type PostgresServer } from './postgres.ts'
+export { createTestDatabase, type TestDatabase } from './database.js'
+export { freePort, startEmbeddedPostgres, startPostgres, type PostgresServer } from './postgres.js'
 
 /**
  * Gives the calling test file its own fresh database for its lifetime. Read `.url` inside tests or
