@@ -1,0 +1,67 @@
+import rateLimit from '@fastify/rate-limit'
+import {
+  type App,
+  createDatabase,
+  databasePlugin,
+  migrateToLatest,
+  serviceKit,
+} from '@task-manager/service-kit'
+import type { TaskServiceConfig } from './config.js'
+import type { TaskDatabase } from './db/schema.js'
+import { migrations } from './db/migrations/index.js'
+import { purgeExpiredKeys } from './tasks/idempotency.js'
+import { taskRoutes } from './tasks/routes.js'
+
+export const identity = {
+  service: 'task-service',
+  version: process.env.npm_package_version ?? '0.1.0',
+  description: 'Tasks of the Task Manager: CRUD, filters, keyset pagination, optimistic concurrency',
+}
+
+export interface TaskAppOptions {
+  config: TaskServiceConfig
+}
+
+/** The task-service as a plugin: server.ts runs it, tests register it on their own instance. */
+export default async function taskApp(app: App, { config }: TaskAppOptions) {
+  await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
+
+  const database = createDatabase<TaskDatabase>({
+    connectionString: config.DATABASE_URL,
+    max: config.DATABASE_POOL_MAX,
+    applicationName: identity.service,
+    onPoolError: (error) => app.log.warn({ err: error }, 'idle database connection failed'),
+  })
+  if (config.MIGRATE_ON_START) {
+    await migrateToLatest(database.db, migrations, (line) => app.log.info(line))
+  }
+  await app.register(databasePlugin, { database })
+
+  await app.register(rateLimit, {
+    global: false,
+    keyGenerator: (request) => request.ip,
+    errorResponseBuilder: (_request, context) => {
+      const error = new Error(
+        `Rate limit exceeded: at most ${context.max} requests per ${context.after === '1 minute' ? 'minute' : context.after}; retry in ${Math.ceil(context.ttl / 1000)} s`,
+      ) as Error & { statusCode: number }
+      error.statusCode = 429
+      return error
+    },
+  })
+
+  await app.register(taskRoutes, {
+    rateLimits: {
+      enabled: config.RATE_LIMIT_ENABLED,
+      readsPerMinute: config.RATE_LIMIT_READS_PER_MINUTE,
+      writesPerMinute: config.RATE_LIMIT_WRITES_PER_MINUTE,
+      createsPerMinute: config.RATE_LIMIT_CREATES_PER_MINUTE,
+    },
+    idempotencyKeyTtlHours: config.IDEMPOTENCY_KEY_TTL_HOURS,
+  })
+
+  const purge = setInterval(() => {
+    purgeExpiredKeys(database.db).catch((error) => app.log.warn({ err: error }, 'purging idempotency keys failed'))
+  }, 3_600_000)
+  purge.unref()
+  app.addHook('onClose', async () => clearInterval(purge))
+}

@@ -1,0 +1,310 @@
+import { type App, type FieldError, HttpProblem, problemType } from '@task-manager/service-kit'
+import type { FastifyContextConfig, FastifyReply, FastifyRequest } from 'fastify'
+import type { Kysely } from 'kysely'
+import { Type } from 'typebox'
+import type { TaskDatabase, TaskRow } from '../db/schema.js'
+import { requestHash, runIdempotent } from './idempotency.js'
+import { etagOf, expectedVersions, preconditionFailed } from './preconditions.js'
+import { type NewTask, type TaskChanges, TaskRepository, toTask, type UpdateOutcome } from './repository.js'
+import { stripHtml } from './sanitize.js'
+import {
+  IdempotencyHeaders,
+  IfMatchHeaders,
+  StatusUpdate,
+  Task,
+  type TaskInput,
+  TaskInput as TaskInputSchema,
+  TaskListQuery,
+  TaskParams,
+  type TaskPatch,
+  TaskPatch as TaskPatchSchema,
+} from './schemas.js'
+
+export interface RateLimits {
+  enabled: boolean
+  readsPerMinute: number
+  writesPerMinute: number
+  createsPerMinute: number
+}
+
+export interface TaskRoutesOptions {
+  rateLimits: RateLimits
+  idempotencyKeyTtlHours: number
+}
+
+const ProblemRef = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    instance: Type.Optional(Type.String()),
+  },
+  { additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' },
+)
+const problems = (...codes: number[]) => Object.fromEntries(codes.map((code) => [code, ProblemRef]))
+
+function notFound(id: number): HttpProblem {
+  return new HttpProblem(404, `Task ${id} not found`)
+}
+
+function invalid(errors: FieldError[]): HttpProblem {
+  const first = errors[0] as FieldError
+  return new HttpProblem(422, `Invalid body field '${first.field}': ${first.message}`, {
+    type: problemType('validation-failed'),
+    errors,
+  })
+}
+
+/** ISO 8601 date or date-time → Date; a date alone is midnight UTC and no offset means UTC. */
+export function parseDueDate(value: string | null | undefined): Date | null {
+  if (value === null || value === undefined) return null
+  let text = value.replace(' ', 'T')
+  if (!text.includes('T')) text += 'T00:00:00Z'
+  else if (!/(Z|z|[+-]\d{2}(:?\d{2})?)$/.test(text)) text += 'Z'
+  const date = new Date(text)
+  if (Number.isNaN(date.getTime())) {
+    throw invalid([{ in: 'body', field: 'due_date', message: 'is not a valid date' }])
+  }
+  return date
+}
+
+function cleanTitle(title: string): string {
+  const clean = stripHtml(title).trim()
+  if (clean.length === 0) {
+    throw invalid([{ in: 'body', field: 'title', message: 'must not be empty once HTML is removed' }])
+  }
+  return clean
+}
+
+function cleanTags(tags: string[]): string[] {
+  return tags.map(stripHtml).map((tag) => tag.trim()).filter((tag) => tag.length > 0)
+}
+
+function newTaskFrom(body: TaskInput): NewTask {
+  if (body.user_id === undefined) {
+    throw invalid([{ in: 'body', field: 'user_id', message: "must have required property 'user_id'" }])
+  }
+  return {
+    title: cleanTitle(body.title),
+    description: stripHtml(body.description ?? ''),
+    status: body.status ?? 'todo',
+    priority: body.priority ?? 'medium',
+    user_id: body.user_id,
+    project_id: body.project_id,
+    due_date: parseDueDate(body.due_date),
+    tags: cleanTags(body.tags ?? []),
+  }
+}
+
+function changesFrom(patch: TaskPatch): TaskChanges {
+  const changes: TaskChanges = {}
+  if (patch.title !== undefined) changes.title = cleanTitle(patch.title)
+  if (patch.description !== undefined) changes.description = stripHtml(patch.description ?? '')
+  if (patch.status !== undefined) changes.status = patch.status
+  if (patch.priority !== undefined) changes.priority = patch.priority
+  if (patch.user_id !== undefined) changes.user_id = patch.user_id
+  if (patch.project_id !== undefined) changes.project_id = patch.project_id
+  if (patch.due_date !== undefined) changes.due_date = parseDueDate(patch.due_date)
+  if (patch.tags !== undefined) changes.tags = cleanTags(patch.tags ?? [])
+  return changes
+}
+
+function sendTask(reply: FastifyReply, row: TaskRow, status = 200) {
+  return reply.code(status).header('etag', etagOf(row)).send(toTask(row))
+}
+
+function settle(id: number, outcome: UpdateOutcome): TaskRow {
+  if (outcome.kind === 'not_found') throw notFound(id)
+  if (outcome.kind === 'stale') throw preconditionFailed(id)
+  return outcome.task
+}
+
+/** URL of the next page: the request's own query with the cursor replaced. */
+function nextPageLink(request: FastifyRequest, cursor: string): string {
+  const [path, search = ''] = request.url.split('?', 2) as [string, string?]
+  const params = new URLSearchParams(search)
+  params.set('cursor', cursor)
+  return `<${path}?${params.toString()}>; rel="next"`
+}
+
+export async function taskRoutes(app: App, options: TaskRoutesOptions) {
+  const repository = new TaskRepository(app.db as Kysely<TaskDatabase>)
+  const { rateLimits } = options
+  const limit = (max: number): FastifyContextConfig =>
+    rateLimits.enabled ? { rateLimit: { max, timeWindow: '1 minute' } } : {}
+  const reads = limit(rateLimits.readsPerMinute)
+  const writes = limit(rateLimits.writesPerMinute)
+  const creates = limit(rateLimits.createsPerMinute)
+
+  app.addContentTypeParser(
+    'application/merge-patch+json',
+    { parseAs: 'string' },
+    app.getDefaultJsonParser('error', 'error'),
+  )
+
+  app.post(
+    '/tasks',
+    {
+      config: creates,
+      schema: {
+        summary: 'Create a task',
+        description: 'Send an `Idempotency-Key` header to make retries safe: a repeat returns the first response.',
+        tags: ['tasks'],
+        headers: IdempotencyHeaders,
+        body: TaskInputSchema,
+        response: { 201: Task, ...problems(400, 413, 415, 422, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const task = newTaskFrom(request.body)
+      const key = request.headers['idempotency-key']
+      if (key === undefined) {
+        const row = await repository.create(task)
+        return sendTask(reply.header('location', `/tasks/${row.id}`), row, 201)
+      }
+      const outcome = await runIdempotent(
+        app.db as Kysely<TaskDatabase>,
+        { scope: 'anonymous', key, hash: requestHash(request.body), ttlHours: options.idempotencyKeyTtlHours },
+        async (trx) => {
+          const row = await repository.create(task, trx)
+          return { result: row, response: { status: 201, body: toTask(row) } }
+        },
+      )
+      if (outcome.replayed) {
+        const body = outcome.response.body as ReturnType<typeof toTask>
+        return reply
+          .code(outcome.response.status as 201)
+          .header('idempotent-replayed', 'true')
+          .header('location', `/tasks/${body.id}`)
+          .header('etag', etagOf(body))
+          .send(body)
+      }
+      return sendTask(reply.header('location', `/tasks/${outcome.result.id}`), outcome.result, 201)
+    },
+  )
+
+  app.get(
+    '/tasks',
+    {
+      config: reads,
+      schema: {
+        summary: 'List tasks',
+        description:
+          'A JSON array, one page at a time (keyset pagination). When more rows exist the `Link` header holds the URL of the next page.',
+        tags: ['tasks'],
+        querystring: TaskListQuery,
+        response: { 200: Type.Array(Task), ...problems(422, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { rows, next } = await repository.list(request.query, { all: true })
+      if (next) reply.header('link', nextPageLink(request, next))
+      return rows.map(toTask)
+    },
+  )
+
+  app.get(
+    '/tasks/:id',
+    {
+      config: reads,
+      schema: {
+        summary: 'Get a task',
+        tags: ['tasks'],
+        params: TaskParams,
+        response: { 200: Task, ...problems(404, 422, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const row = await repository.findById(request.params.id)
+      if (!row) throw notFound(request.params.id)
+      return sendTask(reply, row)
+    },
+  )
+
+  app.put(
+    '/tasks/:id',
+    {
+      config: writes,
+      schema: {
+        summary: 'Replace a task',
+        description: 'Full replacement; omitted optional fields take their defaults. Honours `If-Match`.',
+        tags: ['tasks'],
+        params: TaskParams,
+        headers: IfMatchHeaders,
+        body: TaskInputSchema,
+        response: { 200: Task, ...problems(400, 404, 412, 413, 415, 422, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params
+      const versions = expectedVersions(request.headers['if-match'], id)
+      const outcome = await repository.update(id, newTaskFrom(request.body), versions)
+      return sendTask(reply, settle(id, outcome))
+    },
+  )
+
+  app.patch(
+    '/tasks/:id',
+    {
+      config: writes,
+      schema: {
+        summary: 'Update some fields of a task',
+        description: 'JSON merge patch (RFC 7396). Honours `If-Match`.',
+        tags: ['tasks'],
+        params: TaskParams,
+        headers: IfMatchHeaders,
+        body: TaskPatchSchema,
+        response: { 200: Task, ...problems(400, 404, 412, 413, 415, 422, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params
+      const versions = expectedVersions(request.headers['if-match'], id)
+      const outcome = await repository.update(id, changesFrom(request.body), versions)
+      return sendTask(reply, settle(id, outcome))
+    },
+  )
+
+  app.patch(
+    '/tasks/:id/status',
+    {
+      config: writes,
+      schema: {
+        summary: 'Change the status of a task',
+        tags: ['tasks'],
+        params: TaskParams,
+        headers: IfMatchHeaders,
+        body: StatusUpdate,
+        response: { 200: Task, ...problems(400, 404, 412, 422, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params
+      const versions = expectedVersions(request.headers['if-match'], id)
+      const outcome = await repository.update(id, { status: request.body.status }, versions)
+      return sendTask(reply, settle(id, outcome))
+    },
+  )
+
+  app.delete(
+    '/tasks/:id',
+    {
+      config: writes,
+      schema: {
+        summary: 'Delete a task',
+        tags: ['tasks'],
+        params: TaskParams,
+        headers: IfMatchHeaders,
+        response: { 204: Type.Null(), ...problems(404, 412, 429, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params
+      const outcome = await repository.delete(id, expectedVersions(request.headers['if-match'], id))
+      if (outcome.kind === 'not_found') throw notFound(id)
+      if (outcome.kind === 'stale') throw preconditionFailed(id)
+      return reply.code(204).send(null)
+    },
+  )
+}

@@ -1,0 +1,108 @@
+import { type Static, Type } from 'typebox'
+
+export const TaskStatus = Type.Union([Type.Literal('todo'), Type.Literal('in_progress'), Type.Literal('done')])
+export const TaskPriority = Type.Union([Type.Literal('low'), Type.Literal('medium'), Type.Literal('high')])
+
+/** ISO 8601 date or date-time; a date-time without an offset is taken as UTC. */
+export const DueDate = Type.Union([
+  Type.String({
+    pattern: '^\\d{4}-\\d{2}-\\d{2}([T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|z|[+-]\\d{2}(:?\\d{2})?)?)?$',
+    description: 'ISO 8601 date or date-time (UTC when no offset is given)',
+    examples: ['2026-12-01T17:00:00Z'],
+  }),
+  Type.Null(),
+])
+
+export const Title = Type.String({ minLength: 1, maxLength: 200, description: 'HTML is stripped; must not be empty after' })
+export const Description = Type.String({ maxLength: 2000, description: 'HTML is stripped' })
+export const Tags = Type.Array(Type.String({ maxLength: 50 }), { maxItems: 20, description: 'HTML is stripped' })
+export const PositiveId = Type.Integer({ minimum: 1, maximum: 2_147_483_647 })
+
+export const Task = Type.Object(
+  {
+    id: Type.Integer(),
+    title: Type.String(),
+    description: Type.String(),
+    status: TaskStatus,
+    priority: TaskPriority,
+    user_id: Type.Integer(),
+    project_id: Type.Integer(),
+    due_date: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    tags: Type.Array(Type.String()),
+    version: Type.Integer({ description: 'Increases by one on every change; the ETag carries it' }),
+    created_at: Type.String({ format: 'date-time' }),
+    updated_at: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'Task' },
+)
+export type Task = Static<typeof Task>
+
+const writable = {
+  title: Title,
+  description: Type.Optional(Description),
+  status: Type.Optional(TaskStatus),
+  priority: Type.Optional(TaskPriority),
+  user_id: Type.Optional(PositiveId),
+  project_id: PositiveId,
+  due_date: Type.Optional(DueDate),
+  tags: Type.Optional(Tags),
+}
+
+/**
+ * Create and full-replacement body. Unknown properties (`id`, `version`, `created_at`, …) are
+ * removed before the handler sees them: clients cannot assign them.
+ */
+export const TaskInput = Type.Object(writable, { additionalProperties: false })
+export type TaskInput = Static<typeof TaskInput>
+
+/** JSON merge patch (RFC 7396): present fields replace, `null` clears the nullable ones. */
+export const TaskPatch = Type.Object(
+  {
+    title: Type.Optional(Title),
+    description: Type.Optional(Type.Union([Description, Type.Null()])),
+    status: Type.Optional(TaskStatus),
+    priority: Type.Optional(TaskPriority),
+    user_id: Type.Optional(PositiveId),
+    project_id: Type.Optional(PositiveId),
+    due_date: Type.Optional(DueDate),
+    tags: Type.Optional(Type.Union([Tags, Type.Null()])),
+  },
+  { additionalProperties: false, minProperties: 1 },
+)
+export type TaskPatch = Static<typeof TaskPatch>
+
+export const StatusUpdate = Type.Object({ status: TaskStatus }, { additionalProperties: false })
+
+export const TaskParams = Type.Object({ id: PositiveId })
+
+export const SORT_FIELDS = ['created_at', 'updated_at', 'due_date', 'priority'] as const
+
+export const TaskListQuery = Type.Object(
+  {
+    user_id: Type.Optional(PositiveId),
+    project_id: Type.Optional(PositiveId),
+    status: Type.Optional(TaskStatus),
+    priority: Type.Optional(TaskPriority),
+    tag: Type.Optional(Type.String({ minLength: 1, maxLength: 50 })),
+    q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Text in title or description' })),
+    due_before: Type.Optional(Type.String({ format: 'date-time' })),
+    due_after: Type.Optional(Type.String({ format: 'date-time' })),
+    sort: Type.Optional(
+      Type.Union(
+        SORT_FIELDS.flatMap((field) => [Type.Literal(field), Type.Literal(`-${field}`)]),
+        { default: 'created_at', description: 'Sort field; a leading `-` sorts descending' },
+      ),
+    ),
+    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+    cursor: Type.Optional(Type.String({ maxLength: 500, description: 'Opaque; from the `Link: rel="next"` header' })),
+  },
+  { additionalProperties: false },
+)
+export type TaskListQuery = Static<typeof TaskListQuery>
+
+export const IfMatchHeaders = Type.Object({
+  'if-match': Type.Optional(Type.String({ maxLength: 200 })),
+})
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+})
