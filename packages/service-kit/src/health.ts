@@ -43,6 +43,8 @@ declare module 'fastify' {
 
 export interface HealthOptions {
   service: string
+  /** Register the `/health` summary route (default true); a service with its own `/health` shape turns it off. */
+  healthRoute?: boolean
 }
 
 /**
@@ -52,7 +54,7 @@ export interface HealthOptions {
  * - `/health`: `{status: healthy|unhealthy, service}` with the readiness verdict.
  */
 export const healthPlugin = fp<HealthOptions>(
-  async (app: FastifyInstance, { service }) => {
+  async (app: FastifyInstance, { service, healthRoute = true }) => {
     app.decorate('readiness', new Readiness())
     const hide = { hide: true }
     const config = { probe: true }
@@ -65,6 +67,7 @@ export const healthPlugin = fp<HealthOptions>(
       return reply.code(ready ? 200 : 503).send({ status, checks })
     })
 
+    if (!healthRoute) return
     app.get('/health', { schema: hide, config }, async (_request, reply) => {
       const { ready, checks } = await app.readiness.evaluate()
       return reply.code(ready ? 200 : 503).send({ status: ready ? 'healthy' : 'unhealthy', service, checks })

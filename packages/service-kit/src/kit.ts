@@ -76,6 +76,8 @@ export function propagationHeaders(request: FastifyRequest): Record<string, stri
 export interface ServiceKitOptions extends ServiceIdentity {
   /** Load shedding threshold; 0 turns it off. */
   maxEventLoopDelayMs?: number
+  /** Register the kit's `/health` summary (default true); false when the service answers `/health` itself. */
+  healthRoute?: boolean
 }
 
 /**
@@ -99,7 +101,7 @@ export const serviceKit = fp<ServiceKitOptions>(
     })
 
     await app.register(errorsPlugin)
-    await app.register(healthPlugin, { service: options.service })
+    await app.register(healthPlugin, { service: options.service, healthRoute: options.healthRoute })
     await app.register(metricsPlugin, { service: options.service })
 
     const maxEventLoopDelay = options.maxEventLoopDelayMs ?? 1000
