@@ -5,6 +5,9 @@ import type { FastifyServerOptions } from 'fastify'
 /** Paths pino replaces with `[redacted]` wherever they appear in a log line. */
 export const REDACT_PATHS = [
   'req.headers.authorization',
+  'headers.authorization',
+  'headers.cookie',
+  '*.headers.authorization',
   'req.headers.cookie',
   'req.headers["proxy-authorization"]',
   'req.headers["x-api-key"]',

@@ -1,0 +1,20 @@
+import { Type } from 'typebox'
+
+export const DEFAULT_ISSUER = 'task-manager'
+export const DEFAULT_AUDIENCE = 'task-manager-api'
+
+/**
+ * Settings every token verifier (gateway and each service) adds to its config schema. JWKS_URL is
+ * optional so a service can start with AUTH_MODE=disabled and no user-service; `verifierFromConfig`
+ * refuses AUTH_MODE=required without it.
+ */
+export const AuthConfigProperties = {
+  JWKS_URL: Type.Optional(
+    Type.String({
+      format: 'uri',
+      description: 'Where the user-service publishes its public keys, e.g. http://user-service:8004/.well-known/jwks.json',
+    }),
+  ),
+  JWT_ISSUER: Type.String({ minLength: 1, default: DEFAULT_ISSUER, description: 'Expected `iss` claim' }),
+  JWT_AUDIENCE: Type.String({ minLength: 1, default: DEFAULT_AUDIENCE, description: 'Expected `aud` claim' }),
+}
