@@ -1,0 +1,73 @@
+import { authPlugin, verifierFromConfig } from '@task-manager/auth'
+import {
+  type App,
+  createDatabase,
+  databasePlugin,
+  migrateToLatest,
+  serviceKit,
+} from '@task-manager/service-kit'
+import type { FastifyRequest } from 'fastify'
+import type { ProjectServiceConfig } from './config.js'
+import { migrations } from './db/migrations/index.js'
+import type { ProjectDatabase } from './db/schema.js'
+import type { Caller } from './projects/access.js'
+import { ProjectRepository } from './projects/repository.js'
+import { projectRoutes } from './projects/routes.js'
+import { UserDirectory } from './users/client.js'
+
+export const identity = {
+  service: 'project-service',
+  version: process.env.npm_package_version ?? '0.1.0',
+  description: 'Projects of the Task Manager, their members, and the membership lookup other services ask',
+}
+
+export interface ProjectAppOptions {
+  config: ProjectServiceConfig
+}
+
+/** The project-service as a plugin: server.ts runs it, tests register it on their own instance. */
+export default async function projectApp(app: App, { config }: ProjectAppOptions) {
+  await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
+
+  const database = createDatabase<ProjectDatabase>({
+    connectionString: config.DATABASE_URL,
+    max: config.DATABASE_POOL_MAX,
+    applicationName: identity.service,
+    onPoolError: (error) => app.log.warn({ err: error }, 'idle database connection failed'),
+  })
+  if (config.MIGRATE_ON_START) {
+    await migrateToLatest(database.db, migrations, (line) => app.log.info(line))
+  }
+  await app.register(databasePlugin, { database })
+
+  await app.register(authPlugin, { mode: config.AUTH_MODE, verifier: verifierFromConfig(config) })
+
+  // Readiness deliberately ignores the user-service: only adding members needs it, and a user-service
+  // outage must not take every project read (and the task-service's membership lookups) down with it.
+  const users = new UserDirectory({
+    baseUrl: config.USER_SERVICE_URL,
+    timeoutMs: config.USER_SERVICE_TIMEOUT_MS,
+    resetTimeoutMs: config.USER_SERVICE_BREAKER_RESET_MS,
+    errorThresholdPercentage: config.USER_SERVICE_BREAKER_ERROR_PERCENT,
+    volumeThreshold: config.USER_SERVICE_BREAKER_MIN_CALLS,
+    registry: app.metrics.registry,
+  })
+  app.addHook('onClose', async () => users.shutdown())
+
+  const callerOf = (request: FastifyRequest): Caller => {
+    if (config.AUTH_MODE === 'disabled') return { open: true }
+    const principal = request.principal
+    // authenticate (preHandler below) has refused every request without a principal already.
+    if (!principal) throw new Error('projectRoutes reached without a verified principal')
+    return { open: false, id: principal.id, admin: principal.role === 'admin' }
+  }
+
+  await app.register(async (routes) => {
+    routes.addHook('preHandler', routes.authenticate)
+    await routes.register(projectRoutes, {
+      repository: new ProjectRepository(database.db, database.pool),
+      users,
+      callerOf,
+    })
+  })
+}

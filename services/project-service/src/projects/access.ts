@@ -1,0 +1,54 @@
+import { HttpProblem, problemType } from '@task-manager/service-kit'
+import type { MemberRole } from '../db/schema.js'
+
+/**
+ * Who is asking. With AUTH_MODE=disabled there is no caller (`open`): every request may do everything,
+ * as in the original open API. Otherwise the verified token's user id and whether it carries the
+ * `admin` role.
+ */
+export type Caller = { open: true } | { open: false; id: number; admin: boolean }
+
+export function projectNotFound(id: number): HttpProblem {
+  return new HttpProblem(404, `Project ${id} not found`)
+}
+
+export function notAMember(projectId: number, userId: number): HttpProblem {
+  return new HttpProblem(404, `User ${userId} is not a member of project ${projectId}`)
+}
+
+/**
+ * Object-level authorization. A project is visible to its members and to administrators; to anyone
+ * else it does not exist (404, never 403, so ids can't be probed). Throws unless the caller may see
+ * the project, given the caller's role in it (null: not a member).
+ */
+export function assertVisible(projectId: number, caller: Caller, role: MemberRole | null): void {
+  if (caller.open || role !== null || caller.admin) return
+  throw projectNotFound(projectId)
+}
+
+const ACTIONS = { edit: ['owner', 'editor'], manage: ['owner'] } as const satisfies Record<
+  string,
+  MemberRole[]
+>
+
+/**
+ * Function-level authorization inside a visible project: `edit` needs owner or editor, `manage`
+ * (members, deletion) needs owner. An administrator who is not a member may read but not change.
+ */
+export function assertMay(
+  action: keyof typeof ACTIONS,
+  projectId: number,
+  caller: Caller,
+  role: MemberRole | null,
+): void {
+  assertVisible(projectId, caller, role)
+  if (caller.open) return
+  const allowed: readonly MemberRole[] = ACTIONS[action]
+  if (role !== null && allowed.includes(role)) return
+  const what = action === 'edit' ? 'Changing' : 'Managing the members of or deleting'
+  throw new HttpProblem(
+    403,
+    `${what} project ${projectId} needs the ${allowed.join(' or ')} role; you are ${role ? `a ${role}` : 'not a member'}`,
+    { type: problemType('forbidden') },
+  )
+}
