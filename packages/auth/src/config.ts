@@ -12,7 +12,8 @@ export const AuthConfigProperties = {
   JWKS_URL: Type.Optional(
     Type.String({
       format: 'uri',
-      description: 'Where the user-service publishes its public keys, e.g. http://user-service:8004/.well-known/jwks.json',
+      description:
+        'Where the user-service publishes its public keys, e.g. http://user-service:8004/.well-known/jwks.json',
     }),
   ),
   JWT_ISSUER: Type.String({ minLength: 1, default: DEFAULT_ISSUER, description: 'Expected `iss` claim' }),

@@ -1,0 +1,105 @@
+import { problemType, sendProblem } from '@task-manager/service-kit'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { AuthError, type Principal } from './principal.js'
+import type { Verifier } from './verifier.js'
+
+export type AuthMode = 'required' | 'disabled'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The verified caller, or null (no token, a bad token, or AUTH_MODE=disabled without a token). */
+    principal: Principal | null
+  }
+  interface FastifyInstance {
+    /** preHandler: 401 (or 503 when the keys can't be fetched) unless the request carries a valid token. */
+    authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>
+    authMode: AuthMode
+  }
+}
+
+export interface AuthPluginOptions {
+  mode: AuthMode
+  /** May be null only when mode is `disabled`: then every request has principal null. */
+  verifier: Verifier | null
+  /** `realm` of the WWW-Authenticate challenge. */
+  realm?: string
+}
+
+const BEARER = /^Bearer +(\S+) *$/i
+const authErrors = new WeakMap<FastifyRequest, AuthError>()
+
+/** A quoted-string for a challenge parameter: printable ASCII, no quotes or backslashes. */
+const headerSafe = (text: string) => text.replace(/["\\]/g, "'").replace(/[^\x20-\x7e]/g, '')
+
+/** The token of an `Authorization: Bearer` header. Tokens in URLs or bodies are never looked at. */
+export function bearerToken(request: FastifyRequest): string | undefined | null {
+  const header = request.headers.authorization
+  if (header === undefined) return undefined
+  return BEARER.exec(header)?.[1] ?? null
+}
+
+/**
+ * Reads `Authorization: Bearer <token>` on every request and sets `request.principal`; routes that need
+ * a caller add `preHandler: app.authenticate`. With mode `disabled` nothing is ever refused, but a valid
+ * token still identifies its caller (so "me" endpoints keep working for clients that log in).
+ */
+export const authPlugin = fp<AuthPluginOptions>(
+  async (app: FastifyInstance, { mode, verifier, realm = 'task-manager' }) => {
+    if (mode === 'required' && !verifier) throw new Error('authPlugin: mode "required" needs a verifier')
+    app.decorate('authMode', mode)
+    app.decorateRequest('principal', null)
+
+    if (verifier) {
+      app.addHook('onRequest', async (request) => {
+        const token = bearerToken(request)
+        if (token === undefined) return
+        if (token === null) {
+          authErrors.set(
+            request,
+            new AuthError('malformed', 'The Authorization header must be "Bearer <token>"'),
+          )
+          return
+        }
+        try {
+          request.principal = await verifier.verify(token)
+        } catch (error) {
+          const authError =
+            error instanceof AuthError ? error : new AuthError('invalid', 'The access token is invalid')
+          if (authError.reason === 'unavailable')
+            request.log.warn({ err: authError.cause }, authError.message)
+          authErrors.set(request, authError)
+        }
+      })
+    }
+
+    app.decorate('authenticate', async (request: FastifyRequest, reply: FastifyReply) => {
+      if (request.principal || mode === 'disabled') return undefined
+      const error = authErrors.get(request)
+      if (!error) {
+        return sendProblem(
+          reply,
+          401,
+          'Authentication required: send "Authorization: Bearer <access token>"',
+          {
+            type: problemType('authentication-required'),
+            headers: { 'www-authenticate': `Bearer realm="${realm}"` },
+          },
+        )
+      }
+      if (error.reason === 'unavailable') {
+        return sendProblem(reply, 503, error.message, {
+          type: problemType('dependency-unavailable'),
+          headers: { 'retry-after': 5 },
+        })
+      }
+      return sendProblem(reply, 401, error.message, {
+        type: problemType('invalid-token'),
+        headers: {
+          'www-authenticate': `Bearer realm="${realm}", error="invalid_token", error_description="${headerSafe(error.message)}"`,
+        },
+      })
+    })
+  },
+  { name: 'task-manager-auth', fastify: '5.x' },
+)

@@ -1,0 +1,200 @@
+import { ConfigError } from '@task-manager/service-kit'
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  jwtVerify,
+} from 'jose'
+import { DEFAULT_AUDIENCE, DEFAULT_ISSUER } from './config.js'
+import { AuthError, type Principal, ROLES, type Role } from './principal.js'
+
+/** The one signature algorithm we accept. Pinning it is what rejects `alg: none` and HS256-with-the-public-key. */
+export const ALGORITHMS = ['EdDSA']
+
+export interface VerifierOptions {
+  /** URL of the issuer's JWKS (the user-service's /.well-known/jwks.json). Give this or `jwks`. */
+  jwksUrl?: string | URL
+  /** A fixed key set instead of a URL (tests, or keys mounted from a Secret). */
+  jwks?: JSONWebKeySet
+  issuer?: string
+  audience?: string
+  /** Clock skew allowed on `exp`/`nbf`/`iat`, in seconds. Default 5. */
+  clockToleranceSeconds?: number
+  /** After a fetch, an unknown `kid` triggers another fetch only once this has passed. Default 30 s. */
+  jwksCooldownMs?: number
+  /** Keys are refetched when older than this, so a removed key stops working. Default 5 min. */
+  jwksCacheMaxAgeMs?: number
+  /** Timeout of one JWKS fetch. Default 2 s. */
+  jwksTimeoutMs?: number
+  /** Verified tokens remembered (0 turns the cache off). Default 10 000. */
+  cacheMaxEntries?: number
+  /** A verified token is re-verified at the latest after this long (and never past its `exp`). Default 60 s. */
+  cacheMaxAgeMs?: number
+}
+
+export interface Verifier {
+  /** Resolves the token's principal, or rejects with an AuthError saying why not. */
+  verify(token: string): Promise<Principal>
+}
+
+// A compact JWS: three base64url segments. Checked before any crypto so junk is refused for nothing.
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+export const MAX_TOKEN_LENGTH = 4096
+const USER_ID = /^[1-9][0-9]{0,15}$/
+
+class KeySetUnavailable extends Error {
+  override name = 'KeySetUnavailable'
+}
+
+/**
+ * Wraps a remote key set so "the issuer could not be reached" can be told apart from "this token is
+ * bad": the first is our outage (503), the second the client's fault (401).
+ */
+function distinguishOutages(getKey: JWTVerifyGetKey): JWTVerifyGetKey {
+  return async (header, token) => {
+    try {
+      return await getKey(header, token)
+    } catch (error) {
+      if (
+        error instanceof errors.JWKSNoMatchingKey ||
+        error instanceof errors.JWKSMultipleMatchingKeys ||
+        error instanceof errors.JOSENotSupported ||
+        error instanceof errors.JWKInvalid
+      ) {
+        throw error
+      }
+      throw new KeySetUnavailable('The signing keys could not be fetched', { cause: error })
+    }
+  }
+}
+
+function principalFrom(payload: JWTPayload): Principal {
+  const { sub, role } = payload
+  if (typeof sub !== 'string' || !USER_ID.test(sub)) {
+    throw new AuthError('invalid', 'The access token has no valid subject')
+  }
+  const id = Number(sub)
+  if (!Number.isSafeInteger(id)) throw new AuthError('invalid', 'The access token has no valid subject')
+  if (typeof role !== 'string' || !ROLES.includes(role as Role)) {
+    throw new AuthError('invalid', 'The access token has no valid role')
+  }
+  return { id, role: role as Role }
+}
+
+function authErrorFrom(error: unknown): AuthError {
+  if (error instanceof AuthError) return error
+  if (error instanceof KeySetUnavailable) {
+    return new AuthError('unavailable', 'The token issuer’s keys are unavailable; retry shortly', {
+      cause: error.cause,
+    })
+  }
+  if (error instanceof errors.JWTExpired)
+    return new AuthError('expired', 'The access token has expired', { cause: error })
+  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) {
+    return new AuthError('malformed', 'The access token is malformed', { cause: error })
+  }
+  return new AuthError('invalid', 'The access token is invalid', { cause: error })
+}
+
+interface CachedPrincipal {
+  principal: Principal
+  /** Epoch milliseconds after which the token must be verified again. */
+  until: number
+}
+
+/**
+ * Verifies EdDSA access tokens against the issuer's JWKS: `iss`, `aud` and `exp` required and checked
+ * with a small clock tolerance; keys cached and refetched on an unknown `kid` at most once per cooldown.
+ *
+ * Verified tokens are remembered in a small bounded map: the gateway verifies every request and an
+ * Ed25519 verification costs more than its whole per-request CPU budget. jose has no such cache (it
+ * caches keys, not results), so it is written here: a Map with insertion-order eviction is the
+ * cheapest structure that stays bounded.
+ */
+export function createVerifier(options: VerifierOptions): Verifier {
+  let keys: JWTVerifyGetKey
+  if (options.jwks) {
+    keys = createLocalJWKSet(options.jwks)
+  } else if (options.jwksUrl) {
+    keys = distinguishOutages(
+      createRemoteJWKSet(new URL(options.jwksUrl), {
+        cooldownDuration: options.jwksCooldownMs ?? 30_000,
+        cacheMaxAge: options.jwksCacheMaxAgeMs ?? 300_000,
+        timeoutDuration: options.jwksTimeoutMs ?? 2_000,
+      }),
+    )
+  } else {
+    throw new TypeError('createVerifier needs jwksUrl or jwks')
+  }
+  const verifyOptions = {
+    algorithms: ALGORITHMS,
+    issuer: options.issuer ?? DEFAULT_ISSUER,
+    audience: options.audience ?? DEFAULT_AUDIENCE,
+    clockTolerance: options.clockToleranceSeconds ?? 5,
+    requiredClaims: ['iss', 'aud', 'exp', 'sub'],
+  }
+  const maxEntries = options.cacheMaxEntries ?? 10_000
+  const maxAgeMs = options.cacheMaxAgeMs ?? 60_000
+  const cache = new Map<string, CachedPrincipal>()
+  const inFlight = new Map<string, Promise<Principal>>()
+
+  async function verifyUncached(token: string): Promise<Principal> {
+    try {
+      const { payload } = await jwtVerify(token, keys, verifyOptions)
+      const principal = principalFrom(payload)
+      const until = Math.min((payload.exp as number) * 1000, Date.now() + maxAgeMs)
+      if (maxEntries > 0 && until > Date.now()) {
+        if (cache.size >= maxEntries) {
+          const oldest = cache.keys().next().value
+          if (oldest !== undefined) cache.delete(oldest)
+        }
+        cache.set(token, { principal, until })
+      }
+      return principal
+    } catch (error) {
+      throw authErrorFrom(error)
+    }
+  }
+
+  return {
+    verify(token: string): Promise<Principal> {
+      const cached = cache.get(token)
+      if (cached) {
+        if (cached.until > Date.now()) return Promise.resolve(cached.principal)
+        cache.delete(token)
+      }
+      if (token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) {
+        return Promise.reject(new AuthError('malformed', 'The access token is malformed'))
+      }
+      // Concurrent requests carrying the same new token share one verification.
+      let pending = inFlight.get(token)
+      if (!pending) {
+        pending = verifyUncached(token).finally(() => inFlight.delete(token))
+        inFlight.set(token, pending)
+      }
+      return pending
+    },
+  }
+}
+
+/** The verifier a service's config asks for, or null when auth is disabled and no JWKS_URL is set. */
+export function verifierFromConfig(
+  config: { AUTH_MODE: 'required' | 'disabled'; JWKS_URL?: string; JWT_ISSUER: string; JWT_AUDIENCE: string },
+  overrides: Omit<VerifierOptions, 'jwksUrl' | 'issuer' | 'audience'> = {},
+): Verifier | null {
+  if (!config.JWKS_URL) {
+    if (config.AUTH_MODE === 'required') {
+      throw new ConfigError('JWKS_URL is required when AUTH_MODE=required')
+    }
+    return null
+  }
+  return createVerifier({
+    ...overrides,
+    jwksUrl: config.JWKS_URL,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+  })
+}
