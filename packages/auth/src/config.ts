@@ -11,7 +11,8 @@ export const DEFAULT_AUDIENCE = 'task-manager-api'
 export const AuthConfigProperties = {
   JWKS_URL: Type.Optional(
     Type.String({
-      format: 'uri',
+      // A pattern, not `format: 'uri'`: the kit's env validator has no format plugins.
+      pattern: '^https?://',
       description:
         'Where the user-service publishes its public keys, e.g. http://user-service:8004/.well-known/jwks.json',
     }),

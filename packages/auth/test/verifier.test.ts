@@ -1,6 +1,14 @@
 import { performance } from 'node:perf_hooks'
+import { BaseConfigProperties, loadConfig } from '@task-manager/service-kit'
+import { Type } from 'typebox'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { AuthError, createVerifier, type Verifier, verifierFromConfig } from '../src/index.js'
+import {
+  AuthConfigProperties,
+  AuthError,
+  createVerifier,
+  type Verifier,
+  verifierFromConfig,
+} from '../src/index.js'
 import { startTestIssuer, type TestIssuer } from '../src/testing.js'
 
 let issuer: TestIssuer
@@ -206,5 +214,17 @@ describe('verifierFromConfig', () => {
   test('disabled without JWKS_URL has no verifier; with one it has', () => {
     expect(verifierFromConfig({ ...base, AUTH_MODE: 'disabled' })).toBeNull()
     expect(verifierFromConfig({ ...base, AUTH_MODE: 'disabled', JWKS_URL: issuer.jwksUrl })).not.toBeNull()
+  })
+})
+
+describe('AuthConfigProperties', () => {
+  const schema = Type.Object({ ...BaseConfigProperties, ...AuthConfigProperties })
+  test('defaults iss and aud; JWKS_URL is optional but must be an http(s) URL', () => {
+    const config = loadConfig(schema, { PORT: '1' })
+    expect(config).toMatchObject({ JWT_ISSUER: 'task-manager', JWT_AUDIENCE: 'task-manager-api' })
+    expect(config.JWKS_URL).toBeUndefined()
+    const url = 'http://user-service:8004/.well-known/jwks.json'
+    expect(loadConfig(schema, { PORT: '1', JWKS_URL: url }).JWKS_URL).toBe(url)
+    expect(() => loadConfig(schema, { PORT: '1', JWKS_URL: 'file:///etc/keys' })).toThrow(/JWKS_URL/)
   })
 })
