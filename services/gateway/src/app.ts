@@ -1,0 +1,163 @@
+import cors from '@fastify/cors'
+import { type Verifier, verifierFromConfig } from '@task-manager/auth'
+import { type App, serviceKit } from '@task-manager/service-kit'
+import { Redis } from 'ioredis'
+import type { GatewayConfig } from './config.js'
+import { edgeAuthPlugin } from './edge-auth.js'
+import { healthRoutes } from './health-routes.js'
+import { gatewayMetrics } from './metrics.js'
+import { proxyPlugin } from './proxy.js'
+import { rateLimitPlugin } from './rate-limit.js'
+import { Upstream } from './upstream.js'
+
+export const identity = {
+  service: 'gateway',
+  version: process.env.npm_package_version ?? '0.1.0',
+  description: 'API gateway of the Task Manager: the one entry point for clients',
+}
+
+export interface GatewayAppOptions {
+  config: GatewayConfig
+  /** Overrides the verifier built from JWKS_URL (tests give a local key set). */
+  verifier?: Verifier | null
+}
+
+const CORS_ALLOWED_HEADERS = [
+  'authorization',
+  'content-type',
+  'if-match',
+  'if-none-match',
+  'idempotency-key',
+  'traceparent',
+  'tracestate',
+  'x-request-id',
+]
+const CORS_EXPOSED_HEADERS = [
+  'etag',
+  'location',
+  'retry-after',
+  'ratelimit-limit',
+  'ratelimit-remaining',
+  'ratelimit-reset',
+  'x-request-id',
+]
+
+/** The gateway as a plugin: server.ts runs it, tests register it on their own instance. */
+export default async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
+  // CORS first: its hook answers preflights before auth or rate limits see them, and every answer
+  // (401, 429, 503 included) carries the CORS headers a browser needs to read it.
+  const origins = config.CORS_ORIGINS.split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean)
+  await app.register(cors, {
+    origin: origins.includes('*') ? '*' : origins,
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: CORS_ALLOWED_HEADERS,
+    exposedHeaders: CORS_EXPOSED_HEADERS,
+    maxAge: config.CORS_MAX_AGE_SECONDS,
+    strictPreflight: true,
+  })
+
+  await app.register(serviceKit, {
+    ...identity,
+    maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS,
+    healthRoute: false,
+  })
+
+  const log = app.log
+  const upstream = (name: string, url: string) =>
+    new Upstream({
+      name,
+      url,
+      discovery: config.DISCOVERY_MODE,
+      dnsServers: config.DNS_SERVERS.split(',')
+        .map((server) => server.trim())
+        .filter(Boolean),
+      dnsRefreshMs: config.DNS_REFRESH_MS,
+      ejectAfterFailures: config.EJECT_AFTER_FAILURES,
+      ejectForMs: config.EJECT_FOR_MS,
+      connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
+      responseTimeoutMs: config.UPSTREAM_RESPONSE_TIMEOUT_MS,
+      connections: config.UPSTREAM_CONNECTIONS,
+      breakerFailureThreshold: config.BREAKER_FAILURE_THRESHOLD,
+      breakerResetMs: config.BREAKER_RESET_MS,
+      retryBudgetRatio: config.RETRY_BUDGET_RATIO,
+      retryBudgetMinPerSecond: config.RETRY_BUDGET_MIN_PER_SECOND,
+      log,
+    })
+  const tasks = upstream('task-service', config.TASK_SERVICE_URL)
+  const users = upstream('user-service', config.USER_SERVICE_URL)
+  const projects = upstream('project-service', config.PROJECT_SERVICE_URL)
+  const upstreams = [tasks, users, projects]
+  await Promise.all(upstreams.map((each) => each.start()))
+  app.addHook('onClose', async () => {
+    await Promise.all(upstreams.map((each) => each.close()))
+  })
+
+  const metrics = gatewayMetrics(app.metrics.registry, upstreams)
+
+  const edgeVerifier =
+    config.AUTH_MODE === 'disabled'
+      ? null
+      : verifier !== undefined
+        ? verifier
+        : verifierFromConfig({
+            ...config,
+            JWKS_URL:
+              config.JWKS_URL ?? `${config.USER_SERVICE_URL.replace(/\/$/, '')}/.well-known/jwks.json`,
+          })
+  await app.register(edgeAuthPlugin, { mode: config.AUTH_MODE, verifier: edgeVerifier })
+
+  if (config.RATE_LIMIT_ENABLED) {
+    let redis: Redis | undefined
+    if (config.REDIS_URL) {
+      redis = new Redis(config.REDIS_URL, {
+        lazyConnect: true,
+        // Fail fast instead of queueing: a request never waits on a Redis outage (the limiter skips on error).
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        commandTimeout: 250,
+        connectTimeout: 2000,
+      })
+      redis.on('error', (error) => log.warn({ err: error }, 'rate-limit store (Redis) error'))
+      // Not awaited: a gateway must start (and serve, counting per replica) while Redis is down; ioredis
+      // keeps reconnecting in the background.
+      redis
+        .connect()
+        .catch((error) => log.warn({ err: error }, 'rate-limit store (Redis) unreachable at start'))
+      app.addHook('onClose', async () => {
+        await redis?.quit().catch(() => redis?.disconnect())
+      })
+    }
+    await app.register(rateLimitPlugin, {
+      perMinute: {
+        reads: config.RATE_LIMIT_READS_PER_MINUTE,
+        writes: config.RATE_LIMIT_WRITES_PER_MINUTE,
+        creates: config.RATE_LIMIT_CREATES_PER_MINUTE,
+        login: config.RATE_LIMIT_LOGIN_PER_MINUTE,
+      },
+      windowMs: config.RATE_LIMIT_WINDOW_MS,
+      metrics,
+      redis,
+    })
+  }
+
+  await app.register(healthRoutes, {
+    version: identity.version,
+    upstreams: { tasks, users, projects },
+    timeoutMs: config.HEALTH_TIMEOUT_MS,
+  })
+
+  await app.register(proxyPlugin, {
+    metrics,
+    retryAttempts: config.RETRY_ATTEMPTS,
+    responseTimeoutMs: config.UPSTREAM_RESPONSE_TIMEOUT_MS,
+    routes: [
+      { prefix: '/tasks', upstream: tasks },
+      { prefix: '/projects', upstream: projects },
+      { prefix: '/users', upstream: users },
+      { prefix: '/auth', upstream: users },
+      { prefix: '/.well-known/jwks.json', upstream: users, routes: ['/'] },
+    ],
+  })
+}

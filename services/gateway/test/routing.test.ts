@@ -1,0 +1,229 @@
+import { Readable } from 'node:stream'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { call, rawRequest, startGateway, type TestGateway } from './helpers.js'
+import { startUpstream, type TestUpstream } from './upstream-server.js'
+
+let tasks: TestUpstream & { ready: number }
+let users: TestUpstream & { ready: number }
+let projects: TestUpstream & { ready: number }
+let gateway: TestGateway
+
+beforeAll(async () => {
+  tasks = await startUpstream('task-service')
+  users = await startUpstream('user-service')
+  projects = await startUpstream('project-service')
+  gateway = await startGateway({
+    AUTH_MODE: 'disabled',
+    RATE_LIMIT_ENABLED: 'false',
+    TASK_SERVICE_URL: tasks.url,
+    USER_SERVICE_URL: users.url,
+    PROJECT_SERVICE_URL: projects.url,
+    HEALTH_TIMEOUT_MS: '300',
+  })
+})
+
+afterAll(async () => {
+  await gateway.close()
+  await Promise.all([tasks.close(), users.close(), projects.close()])
+})
+
+describe('routing', () => {
+  test.each([
+    ['/tasks', 'task-service'],
+    ['/tasks/42?user_id=7', 'task-service'],
+    ['/tasks/42/status', 'task-service'],
+    ['/projects', 'project-service'],
+    ['/projects/3/members/9', 'project-service'],
+    ['/users', 'user-service'],
+    ['/users/me', 'user-service'],
+    ['/auth/token', 'user-service'],
+    ['/.well-known/jwks.json', 'user-service'],
+  ])('%s goes to %s with path and query unchanged', async (path, service) => {
+    const res = await call(`${gateway.url}${path}`)
+    expect(res.status).toBe(200)
+    expect(res.json.service).toBe(service)
+    expect(res.json.url).toBe(path)
+  })
+
+  test('every method the API uses is proxied, bodies included', async () => {
+    for (const method of ['POST', 'PUT', 'PATCH', 'DELETE']) {
+      const body = JSON.stringify({ title: 'x'.repeat(100) })
+      const res = await call(`${gateway.url}/tasks/1`, {
+        method,
+        body,
+        headers: { 'content-type': 'application/json' },
+      })
+      expect(res.status).toBe(200)
+      expect(res.json).toMatchObject({ service: 'task-service', method, bodyBytes: Buffer.byteLength(body) })
+    }
+  })
+
+  test('an unknown route is 404 problem+json and reaches no service', async () => {
+    const before = tasks.requests.length + users.requests.length + projects.requests.length
+    const res = await call(`${gateway.url}/nothing-here`)
+    expect(res.status).toBe(404)
+    expect(res.headers['content-type']).toMatch(/application\/problem\+json/)
+    expect(res.json).toMatchObject({ status: 404, title: 'Not Found' })
+    expect(tasks.requests.length + users.requests.length + projects.requests.length).toBe(before)
+  })
+
+  test('a prefix lookalike is not routed (/tasksfoo)', async () => {
+    const res = await call(`${gateway.url}/tasksfoo`)
+    expect(res.status).toBe(404)
+  })
+})
+
+describe('original gateway contract', () => {
+  test('GET / describes the gateway and its services', async () => {
+    const res = await call(`${gateway.url}/`)
+    expect(res.status).toBe(200)
+    expect(res.json).toEqual({
+      service: 'api-gateway',
+      version: expect.any(String),
+      architecture: 'microservices',
+      services: { tasks: tasks.url, users: users.url, projects: projects.url },
+    })
+  })
+
+  test('GET /health reports each service: healthy, unhealthy, unreachable — within the check timeout', async () => {
+    let res = await call(`${gateway.url}/health`)
+    expect(res.status).toBe(200)
+    expect(res.json).toEqual({
+      gateway: 'healthy',
+      services: { 'task-service': 'healthy', 'user-service': 'healthy', 'project-service': 'healthy' },
+    })
+
+    users.ready = 503
+    // The project-service stalls its probe: checked in parallel, so the answer takes one timeout, not three.
+    projects.behave((req) => req.url === '/health/ready')
+    res = await call(`${gateway.url}/health`)
+    expect(res.json.services).toEqual({
+      'task-service': 'healthy',
+      'user-service': 'unhealthy',
+      'project-service': 'unreachable',
+    })
+    expect(res.ms).toBeLessThan(1000)
+    users.ready = 200
+    projects.behave(undefined)
+  })
+
+  test('the kit probes and metrics stay available', async () => {
+    expect((await call(`${gateway.url}/health/live`)).status).toBe(200)
+    expect((await call(`${gateway.url}/health/ready`)).status).toBe(200)
+    const metrics = await call(`${gateway.url}/metrics`)
+    expect(metrics.text).toMatch(
+      /gateway_upstream_request_duration_seconds_count\{[^}]*upstream="task-service",route="\/tasks\/\*",method="GET",status_code="200"\} [1-9]/,
+    )
+    expect(metrics.text).toMatch(/gateway_circuit_breaker_state\{[^}]*upstream="task-service"[^}]*\} 0/)
+  })
+})
+
+describe('headers', () => {
+  test('identity headers from clients are stripped; Authorization, traceparent and x-request-id pass on', async () => {
+    const res = await call(`${gateway.url}/tasks/1`, {
+      headers: {
+        authorization: 'Bearer abc.def.ghi',
+        traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+        'x-request-id': 'req-123',
+        'x-user-id': '1',
+        'x-user-role': 'admin',
+        'x-auth-subject': '1',
+        'x-internal-caller': 'task-service',
+        'x-forwarded-user': 'admin',
+        'x-custom': 'kept',
+      },
+    })
+    const seen = res.json.headers as Record<string, string>
+    expect(seen.authorization).toBe('Bearer abc.def.ghi')
+    expect(seen.traceparent).toBe('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')
+    expect(seen['x-request-id']).toBe('req-123')
+    expect(res.headers['x-request-id']).toBe('req-123')
+    expect(seen['x-custom']).toBe('kept')
+    for (const name of [
+      'x-user-id',
+      'x-user-role',
+      'x-auth-subject',
+      'x-internal-caller',
+      'x-forwarded-user',
+    ]) {
+      expect(seen[name], name).toBeUndefined()
+    }
+  })
+
+  test('a request without x-request-id gets one, the same upstream and in the answer', async () => {
+    const res = await call(`${gateway.url}/tasks/1`)
+    expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
+    expect(res.json.headers['x-request-id']).toBe(res.headers['x-request-id'])
+  })
+
+  test('X-Forwarded-For/Proto/Host are set', async () => {
+    const res = await call(`${gateway.url}/tasks/1`, { headers: { host: 'api.example.test' } })
+    expect(res.json.headers['x-forwarded-for']).toBe('127.0.0.1')
+    expect(res.json.headers['x-forwarded-proto']).toBe('http')
+    expect(res.json.headers['x-forwarded-host']).toBe('api.example.test')
+  })
+
+  test('hop-by-hop headers are dropped both ways, including those named in Connection', async () => {
+    const res = await rawRequest(
+      gateway.url,
+      `GET /tasks/1 HTTP/1.1
+Host: gateway.test
+Connection: x-hop-secret
+X-Hop-Secret: do not forward
+TE: trailers
+Proxy-Authorization: Basic Zm9vOmJhcg==
+Keep-Alive: timeout=5
+Upgrade: h2c`,
+    )
+    expect(res.status).toBe(200)
+    const seen = JSON.parse(res.body).headers as Record<string, string>
+    for (const name of ['x-hop-secret', 'te', 'proxy-authorization', 'keep-alive', 'upgrade']) {
+      expect(seen[name], name).toBeUndefined()
+    }
+    // The upstream answered with Keep-Alive and a header named in its Connection field.
+    expect(res.headers['x-upstream-private']).toBeUndefined()
+    expect(res.headers['keep-alive']).toBeUndefined()
+  })
+})
+
+describe('request size', () => {
+  test('a body over 1 MiB with Content-Length is refused with 413 before any service sees it', async () => {
+    const before = tasks.requests.length
+    const res = await call(`${gateway.url}/tasks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.alloc(1024 * 1024 + 1, 0x61),
+    })
+    expect(res.status).toBe(413)
+    expect(res.headers['content-type']).toMatch(/application\/problem\+json/)
+    expect(tasks.requests.length).toBe(before)
+  })
+
+  test('a chunked body over 1 MiB is refused with 413 before any service sees it; 1 MiB exactly passes', async () => {
+    const { request } = await import('undici')
+    const before = tasks.requests.length
+    async function* chunks(total: number) {
+      const chunk = Buffer.alloc(64 * 1024, 0x61)
+      for (let sent = 0; sent < total; sent += chunk.length)
+        yield chunk.subarray(0, Math.min(chunk.length, total - sent))
+    }
+    const tooBig = await request(`${gateway.url}/tasks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: Readable.from(chunks(1024 * 1024 + 10)),
+    }).catch((error: Error) => error)
+    if (!(tooBig instanceof Error)) {
+      expect(tooBig.statusCode).toBe(413)
+      await tooBig.body.text()
+    }
+    expect(tasks.requests.length).toBe(before)
+
+    const fits = await request(`${gateway.url}/tasks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: Readable.from(chunks(1024 * 1024)),
+    })
+    expect(fits.statusCode).toBe(200)
+    expect(((await fits.body.json()) as { bodyBytes: number }).bodyBytes).toBe(1024 * 1024)
+  })
+})
