@@ -6,9 +6,14 @@ export const ProjectServiceConfig = Type.Object({
   ...BaseConfigProperties,
   ...DatabaseConfigProperties,
   ...AuthConfigProperties,
+  // Same setting as AuthConfigProperties', without `format: 'uri'`: the kit's env validator has no
+  // format plugins and refuses unknown formats.
+  JWKS_URL: Type.Optional(
+    Type.String({ pattern: '^https?://', description: "The user-service's /.well-known/jwks.json" }),
+  ),
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8005 }),
   USER_SERVICE_URL: Type.String({
-    format: 'uri',
+    pattern: '^https?://',
     default: 'http://127.0.0.1:8004',
     description: 'Base URL of the user-service, asked whether a new member exists',
   }),

@@ -260,19 +260,23 @@ export async function projectRoutes(app: App, { repository, users, callerOf }: P
       const { user_id: userId, role } = request.body
 
       const existingAnswer = (existing: MemberRow) => {
-        if (existing.role === role) return reply.code(200).send(toMember(existing))
+        if (existing.role === role) return { status: 200 as const, member: existing }
         throw new HttpProblem(
           409,
           `User ${userId} is already a member of project ${id} as ${existing.role}; change the role with PATCH /projects/${id}/members/${userId}`,
           { type: problemType('already-member') },
         )
       }
+      const answer = ({ status, member }: { status: 200 | 201; member: MemberRow }) => {
+        if (status === 201) reply.header('location', `/projects/${id}/members/${userId}`)
+        return reply.code(status).send(toMember(member))
+      }
 
       // Authorize before asking the user-service, so outsiders learn nothing about which users exist.
       const current = await visibleProject(id, caller)
       assertMay('manage', id, caller, current.role)
       const already = await repository.member(id, userId)
-      if (already) return existingAnswer(already)
+      if (already) return answer(existingAnswer(already))
 
       const exists = await users.exists(userId, {
         authorization: request.headers.authorization,
@@ -285,14 +289,15 @@ export async function projectRoutes(app: App, { repository, users, callerOf }: P
         })
       }
 
-      return repository.withLockedProject(id, async (locked) => {
+      // The answer is sent only after the transaction committed: nothing is acknowledged that could be lost.
+      const outcome = await repository.withLockedProject(id, async (locked) => {
         if (!locked) throw projectNotFound(id)
         await assertManagerLocked(locked, caller)
         const existing = await locked.member(userId)
         if (existing) return existingAnswer(existing)
-        const member = await locked.add(userId, role)
-        return reply.code(201).header('location', `/projects/${id}/members/${userId}`).send(toMember(member))
+        return { status: 201 as const, member: await locked.add(userId, role) }
       })
+      return answer(outcome)
     },
   )
 

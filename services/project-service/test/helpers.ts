@@ -1,0 +1,136 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { type App, createServer } from '@task-manager/service-kit'
+import { freePort } from '@task-manager/testing'
+import Fastify, { type FastifyInstance } from 'fastify'
+import projectApp, { identity } from '../src/app.js'
+import { loadProjectServiceConfig } from '../src/config.js'
+
+/** The project-service app on its own Fastify instance, for `app.inject` tests. */
+export async function buildApp(databaseUrl: string, env: Record<string, string> = {}): Promise<App> {
+  const config = loadProjectServiceConfig({
+    DATABASE_URL: databaseUrl,
+    LOG_LEVEL: 'silent',
+    USER_SERVICE_URL: 'http://127.0.0.1:9',
+    ...env,
+  })
+  const app = createServer(identity, config)
+  await app.register(projectApp, { config })
+  await app.ready()
+  return app
+}
+
+export interface SeenRequest {
+  url: string
+  authorization: string | undefined
+  requestId: string | undefined
+}
+
+export interface UserServiceStub {
+  url: string
+  /** Ids answering 200 at GET /users/{id}; everything else answers 404. */
+  users: Set<number>
+  /** `ok` answers by `users`; `slow` waits `delayMs` first; `error` answers 500. */
+  mode: 'ok' | 'slow' | 'error'
+  delayMs: number
+  readonly requests: SeenRequest[]
+  close(): Promise<void>
+}
+
+/**
+ * A stand-in for the user-service: a real HTTP server on 127.0.0.1 answering `GET /users/{id}` the way
+ * the user-service does (200 with a public profile, 404 problem when unknown), and recording what it
+ * was sent.
+ */
+export async function startUserServiceStub(users: number[] = []): Promise<UserServiceStub> {
+  const server: FastifyInstance = Fastify({ logger: false })
+  const stub = {
+    users: new Set(users),
+    mode: 'ok' as UserServiceStub['mode'],
+    delayMs: 0,
+    requests: [] as SeenRequest[],
+  }
+  server.get<{ Params: { id: string } }>('/users/:id', async (request, reply) => {
+    stub.requests.push({
+      url: request.url,
+      authorization: request.headers.authorization,
+      requestId: request.headers['x-request-id'] as string | undefined,
+    })
+    if (stub.mode === 'slow') await new Promise((resolve) => setTimeout(resolve, stub.delayMs))
+    if (stub.mode === 'error') {
+      return reply.code(500).type('application/problem+json').send({ status: 500, detail: 'boom' })
+    }
+    const id = Number(request.params.id)
+    if (!stub.users.has(id)) {
+      return reply
+        .code(404)
+        .type('application/problem+json')
+        .send({ status: 404, detail: `User ${id} not found` })
+    }
+    return { id, name: `User ${id}` }
+  })
+  await server.listen({ host: '127.0.0.1', port: 0 })
+  const { port } = server.server.address() as AddressInfo
+  return Object.assign(stub, {
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      server.server.closeAllConnections()
+      await server.close()
+    },
+  })
+}
+
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+
+export interface ServiceProcess {
+  url: string
+  child: ChildProcess
+  output: () => string
+  exited: Promise<number | null>
+}
+
+const serverEntry = fileURLToPath(new URL('../src/server.ts', import.meta.url))
+
+/** Spawns src/server.ts (through tsx) as its own OS process and waits until it is ready. */
+export async function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
+  const port = env.PORT ? Number(env.PORT) : await freePort()
+  const { child, output, exited } = spawnEntry(serverEntry, { PORT: String(port), ...env })
+  const url = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + 20_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`project-service exited early:\n${output()}`)
+    try {
+      const response = await fetch(`${url}/health/ready`)
+      if (response.status === 200) break
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error(`project-service did not become ready:\n${output()}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return { url, child, output, exited }
+}
+
+/** Runs one of the service's entry points (server.ts, migrate.ts) as a child process. */
+export function spawnEntry(entry: string, env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=@task-manager/source', entry], {
+    env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let text = ''
+  child.stdout?.on('data', (chunk) => {
+    text += chunk
+  })
+  child.stderr?.on('data', (chunk) => {
+    text += chunk
+  })
+  const exited = once(child, 'exit').then(([code]) => code as number | null)
+  return { child, output: () => text, exited }
+}
+
+export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
