@@ -43,9 +43,11 @@ export const GatewayConfig = Type.Object({
   // Failure handling
   UPSTREAM_CONNECT_TIMEOUT_MS: Type.Integer({ minimum: 10, default: 1000 }),
   UPSTREAM_RESPONSE_TIMEOUT_MS: Type.Integer({
-    minimum: 10,
+    minimum: 1000,
     default: 10_000,
-    description: 'Time to the upstream response headers (and between body chunks) before answering 504',
+    description:
+      'Time to the upstream response headers (and between body chunks) before answering 504. undici checks it ' +
+      'with coarse timers (about 0.5 s resolution), hence the 1 s minimum',
   }),
   UPSTREAM_CONNECTIONS: Type.Integer({
     minimum: 1,

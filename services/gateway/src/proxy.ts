@@ -5,7 +5,7 @@ import { BODY_LIMIT_BYTES, HttpProblem, problemType, sendProblem } from '@task-m
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { GatewayMetrics } from './metrics.js'
-import { classifyFailure, type Upstream } from './upstream.js'
+import { classifyFailure, isRetryableFailure, type Upstream } from './upstream.js'
 
 /** Which upstream serves which path prefix. */
 export interface RouteTable {
@@ -166,7 +166,7 @@ export const proxyPlugin = fp<ProxyOptions>(
             const { err, attempt } = details
             const req = details.req as unknown as { method: string }
             const res = details.res as unknown
-            if (!err || res || !RETRIED_METHODS.has(req.method)) return null
+            if (!err || res || !RETRIED_METHODS.has(req.method) || !isRetryableFailure(err)) return null
             if (attempt >= retryAttempts || upstream.breaker.state === 'open') return null
             if (!upstream.retryBudget.tryRetry()) return null
             metrics.retries.inc({ upstream: upstream.name })

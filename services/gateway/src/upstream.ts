@@ -51,6 +51,26 @@ const CONNECTION_FAILURE_CODES = new Set([
 ])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
+/**
+ * Failures after which a safe request may be sent again: the connection failed before any response came.
+ * Timeouts are not among them: the first attempt may still be running upstream.
+ */
+const RETRYABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_CLOSED',
+  'GW_NO_ENDPOINT',
+])
+
+export function isRetryableFailure(error: unknown): boolean {
+  return RETRYABLE_CODES.has((error as { code?: string })?.code ?? '')
+}
+
 export class NoEndpointError extends Error {
   readonly code = 'GW_NO_ENDPOINT'
 }
