@@ -7,6 +7,7 @@ import {
   serviceKit,
 } from '@task-manager/service-kit'
 import type { FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
 import type { ProjectServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 import type { ProjectDatabase } from './db/schema.js'
@@ -25,8 +26,14 @@ export interface ProjectAppOptions {
   config: ProjectServiceConfig
 }
 
-/** The project-service as a plugin: server.ts runs it, tests register it on their own instance. */
-export default async function projectApp(app: App, { config }: ProjectAppOptions) {
+/**
+ * The project-service as a plugin: server.ts runs it, tests register it on their own instance.
+ * Wrapped with fastify-plugin so what the kit decorates (`readiness`, `metrics`) lands on the server
+ * itself, where runService's graceful shutdown turns readiness to 503.
+ */
+export default fp(projectApp, { name: 'project-service', fastify: '5.x' })
+
+async function projectApp(app: App, { config }: ProjectAppOptions) {
   await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
 
   const database = createDatabase<ProjectDatabase>({

@@ -6,11 +6,6 @@ export const ProjectServiceConfig = Type.Object({
   ...BaseConfigProperties,
   ...DatabaseConfigProperties,
   ...AuthConfigProperties,
-  // Same setting as AuthConfigProperties', without `format: 'uri'`: the kit's env validator has no
-  // format plugins and refuses unknown formats.
-  JWKS_URL: Type.Optional(
-    Type.String({ pattern: '^https?://', description: "The user-service's /.well-known/jwks.json" }),
-  ),
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8005 }),
   USER_SERVICE_URL: Type.String({
     pattern: '^https?://',

@@ -95,13 +95,15 @@ export async function projectRoutes(app: App, { repository, users, callerOf }: P
       const { owner_id: ownerId, name, description, status } = request.body
       let owner: number
       if (caller.open) {
-        if (ownerId === undefined) {
+        // No authentication: the body names the first owner (a valid token, if sent, stands in for it).
+        const fallback = request.principal?.id
+        if (ownerId === undefined && fallback === undefined) {
           throw new HttpProblem(422, "Invalid body field 'owner_id': required when AUTH_MODE=disabled", {
             type: problemType('validation-failed'),
             errors: [{ in: 'body', field: 'owner_id', message: 'required when AUTH_MODE=disabled' }],
           })
         }
-        owner = ownerId
+        owner = ownerId ?? (fallback as number)
       } else {
         if (ownerId !== undefined) {
           throw new HttpProblem(
@@ -117,10 +119,12 @@ export async function projectRoutes(app: App, { repository, users, callerOf }: P
         }
         owner = caller.id
       }
-      const row = await repository.create(
+      const created = await repository.create(
         { name: name.trim(), description: description ?? '', status: status ?? 'active' },
         owner,
       )
+      // `role` is the caller's: with AUTH_MODE=disabled there is no caller.
+      const row = caller.open ? { ...created, role: null } : created
       return reply.code(201).header('location', `/projects/${row.id}`).send(toProject(row))
     },
   )
