@@ -210,6 +210,13 @@ export class Upstream {
       return
     }
     if (this.closed) return
+    if (addresses.length === 0) {
+      this.options.log?.warn(
+        { upstream: this.name },
+        `${this.hostname} resolved to no address; keeping the last known`,
+      )
+      return
+    }
     const protocol = this.url.protocol
     const wanted = new Map(addresses.map((address) => [`${protocol}//${address}:${this.port}`, address]))
     const kept = this.endpoints.filter((endpoint) => wanted.has(endpoint.origin))
