@@ -34,6 +34,8 @@ export interface ProjectAppOptions {
 export default fp(projectApp, { name: 'project-service', fastify: '5.x' })
 
 async function projectApp(app: App, { config }: ProjectAppOptions) {
+  // First, so a configuration mistake (AUTH_MODE=required without JWKS_URL) fails before any I/O.
+  const verifier = verifierFromConfig(config)
   await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
 
   const database = createDatabase<ProjectDatabase>({
@@ -47,7 +49,7 @@ async function projectApp(app: App, { config }: ProjectAppOptions) {
   }
   await app.register(databasePlugin, { database })
 
-  await app.register(authPlugin, { mode: config.AUTH_MODE, verifier: verifierFromConfig(config) })
+  await app.register(authPlugin, { mode: config.AUTH_MODE, verifier })
 
   // Readiness deliberately ignores the user-service: only adding members needs it, and a user-service
   // outage must not take every project read (and the task-service's membership lookups) down with it.
