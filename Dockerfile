@@ -1,0 +1,64 @@
+# syntax=docker/dockerfile:1
+# One image per service from one build: `docker build --target task-service -t task-manager/task-service .`
+# Targets: task-service, user-service, project-service, gateway.
+
+# Pinned Node 24 base (same major as package.json engines); bump deliberately, never float.
+ARG NODE_IMAGE=node:24.21.0-trixie-slim
+
+# ---- build: the whole workspace, type-checked sources compiled to dist/ -----------------------------
+FROM ${NODE_IMAGE} AS build
+ARG PNPM_VERSION=11.28.11
+ENV CI=true PNPM_HOME=/pnpm PATH=/pnpm:$PATH
+RUN npm install --global --no-audit --no-fund --loglevel=error "pnpm@${PNPM_VERSION}"
+WORKDIR /repo
+# Dependencies first (only the lockfile decides them), so source edits reuse this layer.
+COPY package.json pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
+RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store pnpm fetch --store-dir /pnpm/store
+COPY packages ./packages
+COPY services ./services
+COPY tsconfig.base.json ./
+COPY scripts/k8s/prod-install.sh ./scripts/k8s/prod-install.sh
+RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store \
+    pnpm install --frozen-lockfile --offline --store-dir /pnpm/store \
+ && pnpm build
+# The production install of each service, exactly as CI checks it (scripts/k8s/prod-install.sh).
+RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store \
+    for dir in services/*/; do \
+      service=$(basename "$dir"); \
+      bash scripts/k8s/prod-install.sh "$service" "/deploy/$service"; \
+    done
+
+# ---- runtime: what every service image shares ------------------------------------------------------
+FROM ${NODE_IMAGE} AS runtime
+# --max-semi-space-size=2 keeps a service's RSS near 110 MB under load (the chart's memory limit is 192Mi).
+ENV NODE_ENV=production \
+    NODE_OPTIONS=--max-semi-space-size=2 \
+    HOST=0.0.0.0
+WORKDIR /app
+# Numeric non-root user (Kubernetes runAsNonRoot can verify a number, not a name); the app files stay
+# owned by root and read-only to it.
+USER 10001:10001
+
+FROM runtime AS task-service
+COPY --from=build /deploy/task-service/ /app/
+ENV PORT=8003
+EXPOSE 8003
+CMD ["node", "dist/server.js"]
+
+FROM runtime AS user-service
+COPY --from=build /deploy/user-service/ /app/
+ENV PORT=8004
+EXPOSE 8004
+CMD ["node", "dist/server.js"]
+
+FROM runtime AS project-service
+COPY --from=build /deploy/project-service/ /app/
+ENV PORT=8005
+EXPOSE 8005
+CMD ["node", "dist/server.js"]
+
+FROM runtime AS gateway
+COPY --from=build /deploy/gateway/ /app/
+ENV PORT=8006
+EXPOSE 8006
+CMD ["node", "dist/server.js"]

@@ -1,0 +1,137 @@
+{{/* The service's name, e.g. task-service. */}}
+{{- define "ms.name" -}}
+{{- required "name is required (task-service, user-service, project-service or gateway)" .Values.name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Kubernetes name of a service of this system in this release: the release name alone when it already is the
+service's name (a standalone `helm install task-service`), otherwise <release>-<service>. Args: (list $ "svc").
+*/}}
+{{- define "ms.fullnameOf" -}}
+{{- $root := index . 0 -}}
+{{- $svc := index . 1 -}}
+{{- if eq $root.Release.Name $svc -}}
+{{- $svc | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" $root.Release.Name $svc | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ms.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- include "ms.fullnameOf" (list . (include "ms.name" .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ms.dbName" -}}
+{{- printf "%s-postgresql" (include "ms.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "ms.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels: only name and instance, because selectors can never change. */}}
+{{- define "ms.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ms.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "ms.labels" -}}
+{{ include "ms.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: {{ .Values.component }}
+app.kubernetes.io/part-of: {{ .Values.partOf }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ include "ms.chart" . }}
+{{- end -}}
+
+{{- define "ms.dbSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "ms.name" . }}-postgresql
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "ms.dbLabels" -}}
+{{ include "ms.dbSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.postgresql.image.tag | quote }}
+app.kubernetes.io/component: database
+app.kubernetes.io/part-of: {{ .Values.partOf }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ include "ms.chart" . }}
+{{- end -}}
+
+{{- define "ms.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* In-cluster base URL of another service of this system (its Service listens on port 80). */}}
+{{- define "ms.serviceUrl" -}}
+{{- $root := index . 0 -}}
+{{- $target := index . 1 -}}
+{{- if regexMatch "^https?://" $target -}}
+{{- $target -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc.%s" (include "ms.fullnameOf" (list $root $target)) $root.Release.Namespace $root.Values.clusterDomain -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Which way this service gets its database: none, embedded (its own StatefulSet) or external. */}}
+{{- define "ms.dbMode" -}}
+{{- if not .Values.database.enabled -}}none{{- else if .Values.database.external.enabled -}}external{{- else -}}embedded{{- end -}}
+{{- end -}}
+
+{{- define "ms.dbSecretName" -}}
+{{- if .Values.database.external.enabled -}}
+{{- required "database.external.existingSecret is required for an external database" .Values.database.external.existingSecret -}}
+{{- else -}}
+{{- .Values.postgresql.auth.existingSecret | default (printf "%s-db" (include "ms.fullname" .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Seconds the pod may take to stop: preStop pause + the kit's drain limit + a margin for the exit. */}}
+{{- define "ms.terminationGrace" -}}
+{{- add .Values.shutdown.preStopSeconds (div (add .Values.shutdown.graceMs 999) 1000) 5 -}}
+{{- end -}}
+
+{{- define "ms.serviceMonitorEnabled" -}}
+{{- if and .Values.metrics.enabled .Values.metrics.serviceMonitor.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor") -}}true{{- end -}}
+{{- end -}}
+
+{{- define "ms.restrictedContainer" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* DATABASE_URL for the service and its migrator. Args: (list $ dbMode dbName). */}}
+{{- define "ms.databaseEnv" -}}
+{{- $root := index . 0 -}}
+{{- $mode := index . 1 -}}
+{{- $dbName := index . 2 -}}
+{{- if eq $mode "external" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "ms.dbSecretName" $root }}
+      key: {{ $root.Values.database.external.urlKey }}
+{{- else -}}
+- name: DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "ms.dbSecretName" $root }}
+      key: password
+- name: DATABASE_URL
+  value: {{ printf "postgres://%s:$(DATABASE_PASSWORD)@%s.%s.svc.%s:5432/%s" $dbName (include "ms.dbName" $root) $root.Release.Namespace $root.Values.clusterDomain $dbName | quote }}
+{{- end -}}
+{{- end -}}
