@@ -26,13 +26,19 @@ beforeAll(async () => {
   dnsServer = dns2.createServer({
     udp: true,
     // biome-ignore lint/suspicious/noExplicitAny: see above
-    handle: (request: any, send: (response: unknown) => void) => {
+    handle: (request: any, send: (response: any) => void) => {
       const response = Packet.createResponseFromRequest(request)
       const [question] = request.questions
       if (question?.name === NAME && question.type === Packet.TYPE.A) {
         queries += 1
         for (const address of records) {
-          response.answers.push({ name: NAME, type: Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 1, address })
+          response.answers.push({
+            name: NAME,
+            type: Packet.TYPE.A,
+            class: Packet.CLASS.IN,
+            ttl: 1,
+            address,
+          } as never)
         }
       }
       send(response)
