@@ -32,8 +32,8 @@ export interface UserServiceStub {
   url: string
   /** Ids answering 200 at GET /users/{id}; everything else answers 404. */
   users: Set<number>
-  /** `ok` answers by `users`; `slow` waits `delayMs` first; `error` answers 500. */
-  mode: 'ok' | 'slow' | 'error'
+  /** `ok` answers by `users`; `slow` waits `delayMs` first; `error` answers 500; `refuse` answers 401. */
+  mode: 'ok' | 'slow' | 'error' | 'refuse'
   delayMs: number
   readonly requests: SeenRequest[]
   close(): Promise<void>
@@ -61,6 +61,9 @@ export async function startUserServiceStub(users: number[] = []): Promise<UserSe
     if (stub.mode === 'slow') await new Promise((resolve) => setTimeout(resolve, stub.delayMs))
     if (stub.mode === 'error') {
       return reply.code(500).type('application/problem+json').send({ status: 500, detail: 'boom' })
+    }
+    if (stub.mode === 'refuse') {
+      return reply.code(401).type('application/problem+json').send({ status: 401, detail: 'Invalid token' })
     }
     const id = Number(request.params.id)
     if (!stub.users.has(id)) {

@@ -118,6 +118,23 @@ describe('adding members asks the user-service', () => {
     expect(users.requests.length).toBe(calls)
   })
 
+  test('the same member added by several requests at once: one 201, the others 200, never a 500', async () => {
+    const project = await newProject(1)
+    const post = async () =>
+      fetch(`${base}/projects/${project}/members`, {
+        method: 'POST',
+        headers: { ...(await as(1)), 'content-type': 'application/json' },
+        body: JSON.stringify({ user_id: 9, role: 'editor' }),
+      })
+    const statuses = (await Promise.all(Array.from({ length: 6 }, post))).map((r) => r.status).sort()
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 201])
+    const members = await app.inject({ url: `/projects/${project}/members`, headers: await as(1) })
+    expect(members.json().map((m: { user_id: number; role: string }) => [m.user_id, m.role])).toEqual([
+      [1, 'owner'],
+      [9, 'editor'],
+    ])
+  })
+
   test('bad member bodies are 422 problems naming the field', async () => {
     const project = await newProject(1)
     for (const [payload, field] of [

@@ -208,6 +208,17 @@ describe('authentication (a service reached directly still checks tokens)', () =
     expect(response.statusCode).toBe(401)
   })
 
+  test('the OpenAPI document describes every project route', async () => {
+    const { paths } = (await app.inject({ url: '/openapi.json' })).json()
+    expect(Object.keys(paths).sort()).toEqual([
+      '/projects',
+      '/projects/{id}',
+      '/projects/{id}/members',
+      '/projects/{id}/members/{userId}',
+    ])
+    expect(Object.keys(paths['/projects/{id}/members/{userId}']).sort()).toEqual(['delete', 'get', 'patch'])
+  })
+
   test('health, metrics and the OpenAPI document need no token', async () => {
     for (const url of ['/health/live', '/health/ready', '/health', '/metrics', '/openapi.json']) {
       expect((await app.inject({ url })).statusCode, url).toBe(200)

@@ -157,6 +157,20 @@ describe('circuit breaker', () => {
     expect(ms).toBeLessThan(100)
   })
 
+  test('a user-service that refuses the call (401) → 503 too, but it is up: the breaker stays closed', async () => {
+    const app = await appWith(users.url)
+    const project = await projectOn(app)
+    users.mode = 'refuse'
+    for (let i = 0; i < 6; i += 1) {
+      const { response } = await add(app, project, 2)
+      expectUnavailable(response)
+      expect(response.json().detail).toMatch(/answered 401/)
+    }
+    expect(await breakerState(app)).toBe(0)
+    users.mode = 'ok'
+    expect((await add(app, project, 2)).response.statusCode).toBe(201)
+  })
+
   test('unknown users (404) are answers, not failures: the breaker stays closed', async () => {
     const app = await appWith(users.url)
     const project = await projectOn(app)
