@@ -1,0 +1,121 @@
+import formbody from '@fastify/formbody'
+import rateLimit from '@fastify/rate-limit'
+import { authPlugin, createVerifier } from '@task-manager/auth'
+import {
+  type App,
+  ConfigError,
+  createDatabase,
+  databasePlugin,
+  migrateToLatest,
+  serviceKit,
+} from '@task-manager/service-kit'
+import type { UserServiceConfig } from './config.js'
+import { migrations } from './db/migrations/index.js'
+import type { UserDatabase } from './db/schema.js'
+import { type KeyRing, loadKeyRing } from './keys.js'
+import { PasswordHasher } from './passwords.js'
+import { tokenRoutes } from './tokens/routes.js'
+import { UserRepository } from './users/repository.js'
+import { userRoutes } from './users/routes.js'
+
+export const identity = {
+  service: 'user-service',
+  version: process.env.npm_package_version ?? '0.1.0',
+  description:
+    'Users of the Task Manager: registration, login, profiles; issues the access tokens (EdDSA, JWKS)',
+}
+
+export interface UserAppOptions {
+  config: UserServiceConfig
+  /** Signing keys already loaded (tests share one ring between apps); loaded from config otherwise. */
+  keys?: KeyRing
+}
+
+/** The user-service as a plugin: server.ts runs it, tests register it on their own instance. */
+export default async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
+  if ((config.ADMIN_EMAIL === undefined) !== (config.ADMIN_PASSWORD === undefined)) {
+    throw new ConfigError('Invalid configuration: set both ADMIN_EMAIL and ADMIN_PASSWORD, or neither')
+  }
+  const keys = givenKeys ?? (await loadKeyRing(config.JWT_PRIVATE_KEYS))
+  if (keys.generated) {
+    app.log.warn(
+      { kid: keys.signing.kid },
+      'JWT_PRIVATE_KEYS is not set: generated a signing key for this process only. Tokens will not survive a restart and replicas will not accept each other’s tokens; configure JWT_PRIVATE_KEYS outside development',
+    )
+  }
+
+  await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
+
+  const database = createDatabase<UserDatabase>({
+    connectionString: config.DATABASE_URL,
+    max: config.DATABASE_POOL_MAX,
+    applicationName: identity.service,
+    onPoolError: (error) => app.log.warn({ err: error }, 'idle database connection failed'),
+  })
+  if (config.MIGRATE_ON_START) {
+    await migrateToLatest(database.db, migrations, (line) => app.log.info(line))
+  }
+  await app.register(databasePlugin, { database })
+
+  const repository = new UserRepository(database.db)
+  const hasher = new PasswordHasher({
+    logN: config.PASSWORD_SCRYPT_LOG_N,
+    r: 8,
+    p: config.PASSWORD_SCRYPT_PARALLELISM,
+  })
+
+  if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD) {
+    const admin = await repository.ensureAdmin(
+      config.ADMIN_EMAIL,
+      'Administrator',
+      await hasher.hash(config.ADMIN_PASSWORD),
+    )
+    app.log.info(
+      { user_id: admin.id },
+      admin.created ? 'admin account created from ADMIN_EMAIL' : 'ADMIN_EMAIL account is admin',
+    )
+  }
+
+  // This service verifies the tokens it issued with its own public keys: no HTTP round trip to itself.
+  const verifier = createVerifier({
+    jwks: keys.jwks,
+    issuer: config.JWT_ISSUER,
+    audience: config.JWT_AUDIENCE,
+  })
+  await app.register(authPlugin, { mode: config.AUTH_MODE, verifier })
+
+  await app.register(formbody)
+  await app.register(rateLimit, {
+    global: false,
+    // Entries are a few dozen bytes: room for many clients and emails before the LRU forgets one.
+    cache: 50_000,
+    errorResponseBuilder: (_request, context) => {
+      const error = new Error(`Too many requests; retry in ${Math.ceil(context.ttl / 1000)} s`) as Error & {
+        statusCode: number
+      }
+      error.statusCode = 429
+      return error
+    },
+  })
+
+  await app.register(tokenRoutes, {
+    repository,
+    hasher,
+    keys,
+    tokens: {
+      issuer: config.JWT_ISSUER,
+      audience: config.JWT_AUDIENCE,
+      ttlSeconds: config.ACCESS_TOKEN_TTL_SECONDS,
+    },
+    limits: {
+      perClient: config.LOGIN_RATE_LIMIT_PER_CLIENT,
+      failuresPerEmail: config.LOGIN_FAILURES_PER_EMAIL,
+      windowMs: config.LOGIN_RATE_LIMIT_WINDOW_SECONDS * 1000,
+    },
+  })
+  await app.register(userRoutes, {
+    repository,
+    hasher,
+    registrationsPerHour: config.REGISTRATION_RATE_LIMIT_PER_CLIENT,
+  })
+}

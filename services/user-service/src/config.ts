@@ -1,0 +1,52 @@
+import { AuthConfigProperties } from '@task-manager/auth'
+import { BaseConfigProperties, DatabaseConfigProperties, loadConfig } from '@task-manager/service-kit'
+import { type Static, Type } from 'typebox'
+
+export const UserServiceConfig = Type.Object({
+  ...BaseConfigProperties,
+  ...DatabaseConfigProperties,
+  JWT_ISSUER: AuthConfigProperties.JWT_ISSUER,
+  JWT_AUDIENCE: AuthConfigProperties.JWT_AUDIENCE,
+  PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8004 }),
+  JWT_PRIVATE_KEYS: Type.Optional(
+    Type.String({
+      description:
+        'JSON array of private Ed25519 JWKs, each with a kid: the first signs, all are published. Unset: a key is generated at start (development only)',
+    }),
+  ),
+  ACCESS_TOKEN_TTL_SECONDS: Type.Integer({ minimum: 60, maximum: 3600, default: 900 }),
+  ADMIN_EMAIL: Type.Optional(
+    Type.String({ minLength: 3, description: 'The first admin: created or promoted at start' }),
+  ),
+  ADMIN_PASSWORD: Type.Optional(
+    Type.String({ minLength: 12, description: 'Password of ADMIN_EMAIL when it is created' }),
+  ),
+  PASSWORD_SCRYPT_LOG_N: Type.Integer({
+    minimum: 10,
+    maximum: 20,
+    default: 15,
+    description: 'scrypt cost: N = 2^this (memory = 128·N·r bytes; 15 → 32 MiB)',
+  }),
+  PASSWORD_SCRYPT_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 3 }),
+  LOGIN_RATE_LIMIT_PER_CLIENT: Type.Integer({
+    minimum: 1,
+    default: 10,
+    description: 'Login attempts one client (IP) may make per LOGIN_RATE_LIMIT_WINDOW_SECONDS',
+  }),
+  LOGIN_FAILURES_PER_EMAIL: Type.Integer({
+    minimum: 1,
+    default: 5,
+    description:
+      'Failed logins for one email per LOGIN_RATE_LIMIT_WINDOW_SECONDS before it is locked for the rest of the window',
+  }),
+  LOGIN_RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ minimum: 1, default: 900 }),
+  REGISTRATION_RATE_LIMIT_PER_CLIENT: Type.Integer({
+    minimum: 1,
+    default: 10,
+    description: 'Registrations one client (IP) may make per hour',
+  }),
+})
+export type UserServiceConfig = Static<typeof UserServiceConfig>
+
+export const loadUserServiceConfig = (env?: Record<string, string | undefined>) =>
+  loadConfig(UserServiceConfig, env)

@@ -1,0 +1,7 @@
+import type { Migration } from 'kysely/migration'
+import * as createUsers from './2026-11-27T00-create-users.js'
+
+/** Every migration, by name; names sort in the order they apply. */
+export const migrations: Record<string, Migration> = {
+  '2026-11-27T00-create-users': createUsers,
+}

@@ -1,0 +1,122 @@
+import { type App, HttpProblem, problemType } from '@task-manager/service-kit'
+import type { FastifyRequest } from 'fastify'
+import { Counter } from 'prom-client'
+import { issueAccessToken, type KeyRing, type TokenSettings } from '../keys.js'
+import type { PasswordHasher } from '../passwords.js'
+import type { UserRepository } from '../users/repository.js'
+import { Jwks, problems, TokenRequest, TokenResponse } from '../users/schemas.js'
+
+export interface LoginLimits {
+  perClient: number
+  failuresPerEmail: number
+  windowMs: number
+}
+
+export interface TokenRoutesOptions {
+  repository: UserRepository
+  hasher: PasswordHasher
+  keys: KeyRing
+  tokens: TokenSettings
+  limits: LoginLimits
+}
+
+const INVALID_CREDENTIALS = 'Invalid email or password'
+
+function loginEmail(request: FastifyRequest): string | undefined {
+  const body = request.body as TokenRequest | undefined
+  return (body?.email ?? body?.username)?.trim().toLowerCase()
+}
+
+export async function tokenRoutes(
+  app: App,
+  { repository, hasher, keys, tokens, limits }: TokenRoutesOptions,
+) {
+  const attempts = new Counter({
+    name: 'user_service_login_attempts_total',
+    help: 'Login attempts at POST /auth/token by outcome (success, invalid_credentials, locked)',
+    labelNames: ['outcome'] as const,
+    registers: [app.metrics.registry],
+  })
+
+  // Failed logins per email, counted whether the email exists or not (so a lock reveals nothing).
+  // @fastify/rate-limit's manual limiter: read without counting, count only failures.
+  const failuresPerEmail = app.createRateLimit({
+    max: limits.failuresPerEmail,
+    timeWindow: limits.windowMs,
+    keyGenerator: (request) => `login-failures:${loginEmail(request)}`,
+  })
+
+  app.post(
+    '/auth/token',
+    {
+      // Every attempt per client (IP), checked before the body is even parsed: scrypt is expensive.
+      config: { rateLimit: { max: limits.perClient, timeWindow: limits.windowMs } },
+      schema: {
+        summary: 'Log in: exchange email and password for an access token',
+        description:
+          'JSON `{email, password}`, or form-encoded `grant_type=password&username=…&password=…` (OAuth 2.0 password grant). ' +
+          'An unknown email and a wrong password get the same 401. Limited per client and, for failures, per email.',
+        tags: ['auth'],
+        body: TokenRequest,
+        response: { 200: TokenResponse, ...problems(401, 415, 422, 429) },
+      },
+    },
+    async (request, reply) => {
+      const email = loginEmail(request)
+      if (!email) {
+        throw new HttpProblem(422, "Invalid body field 'email': email (or username) is required", {
+          type: problemType('validation-failed'),
+          errors: [{ in: 'body', field: 'email', message: 'is required' }],
+        })
+      }
+      const status = await failuresPerEmail(request, { increment: false })
+      if (!status.isAllowed && status.remaining <= 0) {
+        attempts.inc({ outcome: 'locked' })
+        const retryAfter = Math.max(1, status.ttlInSeconds)
+        throw new HttpProblem(429, `Too many failed logins for this email; retry in ${retryAfter} s`, {
+          type: problemType('rate-limited'),
+          headers: { 'retry-after': retryAfter },
+        })
+      }
+
+      const user = await repository.findByEmail(email)
+      // Unknown email: the hasher still runs a full scrypt against a decoy, so both answers take as long.
+      const valid = await hasher.verify(request.body.password, user?.password_hash ?? null)
+      if (!user || !valid) {
+        await failuresPerEmail(request)
+        attempts.inc({ outcome: 'invalid_credentials' })
+        request.log.info({ outcome: 'invalid_credentials' }, 'login refused')
+        throw new HttpProblem(401, INVALID_CREDENTIALS, {
+          type: problemType('invalid-credentials'),
+          headers: { 'www-authenticate': 'Bearer realm="task-manager"' },
+        })
+      }
+
+      if (hasher.needsRehash(user.password_hash)) {
+        await repository.upgradeHash(user.id, user.password_hash, await hasher.hash(request.body.password))
+      }
+      const accessToken = await issueAccessToken(keys, tokens, user)
+      attempts.inc({ outcome: 'success' })
+      request.log.info({ user_id: user.id }, 'access token issued')
+      // RFC 6749 §5.1: token responses must not be cached.
+      reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
+      return { access_token: accessToken, token_type: 'Bearer' as const, expires_in: tokens.ttlSeconds }
+    },
+  )
+
+  app.get(
+    '/.well-known/jwks.json',
+    {
+      schema: {
+        summary: 'Public keys that verify the access tokens (JWKS)',
+        tags: ['auth'],
+        response: { 200: Jwks },
+      },
+    },
+    async (_request, reply) => {
+      // Verifiers cache keys themselves; a short HTTP max-age spares them nothing and slows rotation.
+      reply.header('cache-control', 'public, max-age=60')
+      return keys.jwks
+    },
+  )
+}

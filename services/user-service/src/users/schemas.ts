@@ -1,0 +1,95 @@
+import { Role } from '@task-manager/auth'
+import { type Static, Type } from 'typebox'
+
+// Bodies are declared with additionalProperties: false and the kit's validator removes unknown
+// properties: `id`, `role`, `created_at`, `password_hash`… sent by a client are ignored, never stored.
+const strict = { additionalProperties: false } as const
+
+export const Email = Type.String({
+  format: 'email',
+  maxLength: 254,
+  description: 'Unique, case-insensitively',
+})
+export const Name = Type.String({ minLength: 1, maxLength: 100 })
+export const Password = Type.String({
+  minLength: 12,
+  maxLength: 128,
+  description: 'At least 12 characters; only its scrypt hash is stored',
+})
+
+export const Registration = Type.Object({ email: Email, name: Name, password: Password }, strict)
+export type Registration = Static<typeof Registration>
+
+export const ProfileChanges = Type.Object(
+  {
+    name: Type.Optional(Name),
+    email: Type.Optional(Email),
+    password: Type.Optional(Password),
+    current_password: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 128, description: 'Required to change email or password' }),
+    ),
+  },
+  strict,
+)
+export type ProfileChanges = Static<typeof ProfileChanges>
+
+/** What the account holder (and admins) see. Never the password hash. */
+export const User = Type.Object({
+  id: Type.Integer(),
+  email: Type.String(),
+  name: Type.String(),
+  role: Role,
+  created_at: Type.String({ format: 'date-time' }),
+  updated_at: Type.String({ format: 'date-time' }),
+})
+export type User = Static<typeof User>
+
+/** What any signed-in user sees of another: no email, no role. */
+export const PublicProfile = Type.Object({ id: Type.Integer(), name: Type.String() })
+
+export const UserParams = Type.Object({ id: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }) })
+
+export const RoleChange = Type.Object({ role: Role }, strict)
+
+export const TokenRequest = Type.Object(
+  {
+    email: Type.Optional(Type.String({ minLength: 1, maxLength: 254 })),
+    /** OAuth 2.0 password grant spelling (form-encoded): username = email. */
+    username: Type.Optional(Type.String({ minLength: 1, maxLength: 254 })),
+    password: Type.String({ minLength: 1, maxLength: 128 }),
+    grant_type: Type.Optional(Type.Literal('password')),
+  },
+  strict,
+)
+export type TokenRequest = Static<typeof TokenRequest>
+
+export const TokenResponse = Type.Object({
+  access_token: Type.String(),
+  token_type: Type.Literal('Bearer'),
+  expires_in: Type.Integer({ description: 'Seconds until the token expires' }),
+})
+
+export const Jwks = Type.Object({
+  keys: Type.Array(
+    Type.Object({
+      kty: Type.String(),
+      crv: Type.String(),
+      x: Type.String(),
+      kid: Type.String(),
+      alg: Type.String(),
+      use: Type.String(),
+    }),
+  ),
+})
+
+export const ProblemRef = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    instance: Type.Optional(Type.String()),
+  },
+  { additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' },
+)
+export const problems = (...codes: number[]) => Object.fromEntries(codes.map((code) => [code, ProblemRef]))

@@ -1,0 +1,192 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { type App, createServer } from '@task-manager/service-kit'
+import { freePort } from '@task-manager/testing'
+import { type CryptoKey, exportSPKI, importJWK, SignJWT } from 'jose'
+import pg from 'pg'
+import userApp, { identity } from '../src/app.js'
+import { loadUserServiceConfig } from '../src/config.js'
+import { generatePrivateJwk, type KeyRing, loadKeyRing } from '../src/keys.js'
+
+export const PASSWORD = 'correct horse battery staple'
+
+/** Test settings: a cheap scrypt (the parameters are config; the code path is the same) and roomy limits. */
+export const TEST_ENV: Record<string, string> = {
+  LOG_LEVEL: 'silent',
+  PASSWORD_SCRYPT_LOG_N: '10',
+  PASSWORD_SCRYPT_PARALLELISM: '1',
+  LOGIN_RATE_LIMIT_PER_CLIENT: '1000',
+  LOGIN_FAILURES_PER_EMAIL: '1000',
+  REGISTRATION_RATE_LIMIT_PER_CLIENT: '1000',
+}
+
+export async function newKeyRing(...kids: string[]): Promise<{ ring: KeyRing; jwks: string }> {
+  const jwks = JSON.stringify(
+    await Promise.all((kids.length ? kids : ['test-key']).map((kid) => generatePrivateJwk(kid))),
+  )
+  return { ring: await loadKeyRing(jwks), jwks }
+}
+
+/** The user-service app on its own Fastify instance, for `app.inject` tests. */
+export async function buildApp(
+  databaseUrl: string,
+  env: Record<string, string> = {},
+  keys?: KeyRing,
+): Promise<App> {
+  const config = loadUserServiceConfig({ DATABASE_URL: databaseUrl, ...TEST_ENV, ...env })
+  const app = createServer(identity, config)
+  await app.register(userApp, { config, keys })
+  await app.ready()
+  return app
+}
+
+let counter = 0
+/** A unique email per call, so tests in one database never collide. */
+export const uniqueEmail = (prefix = 'user') =>
+  `${prefix}-${process.pid}-${Date.now()}-${counter++}@example.test`
+
+export interface TestUser {
+  id: number
+  email: string
+  token: string
+  auth: { authorization: string }
+}
+
+export async function register(app: App, overrides: Record<string, unknown> = {}): Promise<TestUser> {
+  const email = (overrides.email as string) ?? uniqueEmail()
+  const created = await app.inject({
+    method: 'POST',
+    url: '/users',
+    payload: { email, name: 'Test User', password: PASSWORD, ...overrides },
+  })
+  if (created.statusCode !== 201) throw new Error(`register failed: ${created.statusCode} ${created.body}`)
+  const token = await login(app, email, (overrides.password as string) ?? PASSWORD)
+  return { id: created.json().id, email, token, auth: { authorization: `Bearer ${token}` } }
+}
+
+export async function login(app: App, email: string, password: string): Promise<string> {
+  const response = await app.inject({ method: 'POST', url: '/auth/token', payload: { email, password } })
+  if (response.statusCode !== 200) throw new Error(`login failed: ${response.statusCode} ${response.body}`)
+  return response.json().access_token
+}
+
+export interface ForgeClaims {
+  sub: string
+  role?: string
+  iss?: string
+  aud?: string
+  exp?: number
+  iat?: number
+}
+
+/** Signs arbitrary claims with one of the service's own keys (for expired / wrong-audience tokens). */
+export async function signWith(ring: KeyRing, claims: ForgeClaims, kid = ring.signing.kid): Promise<string> {
+  const key = ring.all.find((candidate) => candidate.kid === kid)
+  if (!key) throw new Error(`no key ${kid}`)
+  const now = Math.floor(Date.now() / 1000)
+  return new SignJWT({
+    role: 'user',
+    iss: 'task-manager',
+    aud: 'task-manager-api',
+    iat: now,
+    exp: now + 900,
+    ...claims,
+  })
+    .setProtectedHeader({ alg: 'EdDSA', kid })
+    .sign(key.privateKey)
+}
+
+/** HS256 with the service's published public key (PEM) as the HMAC secret: the algorithm-confusion attack. */
+export async function forgeHmac(ring: KeyRing, claims: ForgeClaims): Promise<string> {
+  const publicKey = await importJWK(ring.signing.publicJwk, 'EdDSA', { extractable: true })
+  const secret = new TextEncoder().encode(await exportSPKI(publicKey as CryptoKey))
+  const now = Math.floor(Date.now() / 1000)
+  return new SignJWT({
+    role: 'user',
+    iss: 'task-manager',
+    aud: 'task-manager-api',
+    iat: now,
+    exp: now + 900,
+    ...claims,
+  })
+    .setProtectedHeader({ alg: 'HS256', kid: ring.signing.kid })
+    .sign(secret)
+}
+
+export function forgeUnsigned(claims: ForgeClaims, kid: string): string {
+  const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+  const now = Math.floor(Date.now() / 1000)
+  return `${encode({ alg: 'none', kid })}.${encode({ role: 'user', iss: 'task-manager', aud: 'task-manager-api', exp: now + 900, ...claims })}.`
+}
+
+export async function query<T = Record<string, unknown>>(
+  databaseUrl: string,
+  text: string,
+  values: unknown[] = [],
+) {
+  const client = new pg.Client({ connectionString: databaseUrl })
+  await client.connect()
+  try {
+    return (await client.query(text, values)).rows as T[]
+  } finally {
+    await client.end()
+  }
+}
+
+export interface ServiceProcess {
+  url: string
+  child: ChildProcess
+  output: () => string
+  stop: () => Promise<void>
+}
+
+const serverEntry = fileURLToPath(new URL('../src/server.ts', import.meta.url))
+
+/** The real user-service as its own OS process (TypeScript sources through tsx), ready to serve. */
+export async function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
+  const port = await freePort()
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--conditions=@task-manager/source', serverEntry],
+    {
+      env: { ...process.env, ...TEST_ENV, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
+  let output = ''
+  child.stdout?.on('data', (chunk) => {
+    output += chunk
+  })
+  child.stderr?.on('data', (chunk) => {
+    output += chunk
+  })
+  const exited = once(child, 'exit')
+  const url = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + 20_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`user-service exited early:\n${output}`)
+    try {
+      const response = await fetch(`${url}/health/ready`)
+      if (response.status === 200) break
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error(`user-service did not become ready:\n${output}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return {
+    url,
+    child,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM')
+        await exited
+      }
+    },
+  }
+}
