@@ -50,9 +50,10 @@ export interface ProjectListOptions {
 }
 
 /**
- * Membership changes of one project, made while holding that project's row lock. Every change to a
- * project's members takes the lock first, so they run one after another: the "at least one owner"
- * check and the change it guards see the same members (two owners leaving at once cannot both pass).
+ * Changes to one project, made while holding its row lock. Every change (to the project or its members)
+ * takes the lock first, so they run one after another and each re-checks the caller's role under it:
+ * the "at least one owner" check and the change it guards see the same members (two owners leaving at
+ * once cannot both pass), and a member demoted a moment ago can no longer write.
  */
 export class LockedProject {
   constructor(
@@ -103,6 +104,16 @@ export class LockedProject {
       .where('project_id', '=', this.project.id)
       .where('user_id', '=', userId)
       .execute()
+  }
+
+  async update(changes: Partial<NewProject>): Promise<ProjectRow> {
+    const patch: ProjectRowUpdate = { ...changes, updated_at: new Date() }
+    return this.trx
+      .updateTable('projects')
+      .set(patch)
+      .where('id', '=', this.project.id)
+      .returningAll()
+      .executeTakeFirstOrThrow()
   }
 
   async deleteProject(): Promise<void> {
@@ -176,11 +187,6 @@ export class ProjectRepository {
     const more = rows.length > limit
     if (more) rows.length = limit
     return { rows, more }
-  }
-
-  async update(id: number, changes: Partial<NewProject>): Promise<ProjectRow | undefined> {
-    const patch: ProjectRowUpdate = { ...changes, updated_at: new Date() }
-    return this.db.updateTable('projects').set(patch).where('id', '=', id).returningAll().executeTakeFirst()
   }
 
   async member(projectId: number, userId: number): Promise<MemberRow | undefined> {

@@ -1,7 +1,7 @@
 import { type App, HttpProblem, problemType, propagationHeaders } from '@task-manager/service-kit'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import type { MemberRow } from '../db/schema.js'
+import type { MemberRole, MemberRow } from '../db/schema.js'
 import type { UserDirectory } from '../users/client.js'
 import { assertMay, assertVisible, type Caller, notAMember, projectNotFound } from './access.js'
 import { type LockedProject, type ProjectRepository, toMember, toProject } from './repository.js'
@@ -62,10 +62,13 @@ function lastOwner(projectId: number): HttpProblem {
   )
 }
 
-/** Owner check made again inside the locked transaction: the caller may have lost the role meanwhile. */
+/** The caller's role read inside the locked transaction: it may have changed since the request began. */
+async function roleLocked(locked: LockedProject, caller: Caller): Promise<MemberRole | null> {
+  return caller.open ? null : ((await locked.member(caller.id))?.role ?? null)
+}
+
 async function assertManagerLocked(locked: LockedProject, caller: Caller): Promise<void> {
-  const role = caller.open ? null : ((await locked.member(caller.id))?.role ?? null)
-  assertMay('manage', locked.project.id, caller, role)
+  assertMay('manage', locked.project.id, caller, await roleLocked(locked, caller))
 }
 
 export async function projectRoutes(app: App, { repository, users, callerOf }: ProjectRoutesOptions) {
@@ -192,16 +195,18 @@ export async function projectRoutes(app: App, { repository, users, callerOf }: P
     async (request) => {
       const caller = callerOf(request)
       const { id } = request.params
-      const current = await visibleProject(id, caller)
-      assertMay('edit', id, caller, current.role)
       const { name, description, status } = request.body
-      const row = await repository.update(id, {
-        ...(name !== undefined && { name: name.trim() }),
-        ...(description !== undefined && { description }),
-        ...(status !== undefined && { status }),
+      return repository.withLockedProject(id, async (locked) => {
+        if (!locked) throw projectNotFound(id)
+        const role = await roleLocked(locked, caller)
+        assertMay('edit', id, caller, role)
+        const row = await locked.update({
+          ...(name !== undefined && { name: name.trim() }),
+          ...(description !== undefined && { description }),
+          ...(status !== undefined && { status }),
+        })
+        return toProject({ ...row, role })
       })
-      if (!row) throw projectNotFound(id)
-      return toProject({ ...row, role: current.role })
     },
   )
 
