@@ -1,14 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { ConfigError } from '@task-manager/service-kit'
-import {
-  type CryptoKey,
-  exportJWK,
-  generateKeyPair,
-  importJWK,
-  type JSONWebKeySet,
-  type JWK,
-  SignJWT,
-} from 'jose'
+import { type CryptoKey, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose'
 
 /** A public key as the JWKS publishes it. */
 export interface PublishedJwk {
