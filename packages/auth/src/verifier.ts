@@ -81,7 +81,8 @@ function principalFrom(payload: JWTPayload): Principal {
   if (typeof role !== 'string' || !ROLES.includes(role as Role)) {
     throw new AuthError('invalid', 'The access token has no valid role')
   }
-  return { id, role: role as Role }
+  // Frozen: cached principals are shared by every request carrying the same token.
+  return Object.freeze({ id, role: role as Role })
 }
 
 function authErrorFrom(error: unknown): AuthError {

@@ -30,7 +30,7 @@ export const UserServiceConfig = Type.Object({
   PASSWORD_SCRYPT_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 3 }),
   LOGIN_RATE_LIMIT_PER_CLIENT: Type.Integer({
     minimum: 1,
-    default: 10,
+    default: 20,
     description: 'Login attempts one client (IP) may make per LOGIN_RATE_LIMIT_WINDOW_SECONDS',
   }),
   LOGIN_FAILURES_PER_EMAIL: Type.Integer({

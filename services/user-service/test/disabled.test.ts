@@ -73,3 +73,21 @@ describe('AUTH_MODE=disabled', () => {
     expect(response.json().role).toBe('user')
   })
 })
+
+describe('OpenAPI', () => {
+  test('the document lists every user-service route', async () => {
+    const response = await app.inject({ url: '/openapi.json' })
+    expect(response.statusCode).toBe(200)
+    const paths = Object.keys(response.json().paths)
+    for (const path of [
+      '/users',
+      '/users/me',
+      '/users/{id}',
+      '/users/{id}/role',
+      '/auth/token',
+      '/.well-known/jwks.json',
+    ]) {
+      expect(paths).toContain(path)
+    }
+  })
+})
