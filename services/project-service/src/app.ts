@@ -77,6 +77,7 @@ async function projectApp(app: App, { config }: ProjectAppOptions) {
       repository: new ProjectRepository(database.db, database.pool),
       users,
       callerOf,
+      maxMembersPerProject: config.MAX_MEMBERS_PER_PROJECT,
     })
   })
 }

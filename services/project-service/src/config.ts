@@ -7,6 +7,11 @@ export const ProjectServiceConfig = Type.Object({
   ...DatabaseConfigProperties,
   ...AuthConfigProperties,
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8005 }),
+  MAX_MEMBERS_PER_PROJECT: Type.Integer({
+    minimum: 1,
+    default: 1000,
+    description: 'Bounds what one project (and its unpaginated member list) can grow to',
+  }),
   USER_SERVICE_URL: Type.String({
     pattern: '^https?://',
     default: 'http://127.0.0.1:8004',

@@ -135,6 +135,36 @@ describe('adding members asks the user-service', () => {
     ])
   })
 
+  test('a project holds at most MAX_MEMBERS_PER_PROJECT members (409 past it)', async () => {
+    const small = await buildApp(database.url, {
+      JWKS_URL: issuer.jwksUrl,
+      USER_SERVICE_URL: users.url,
+      MAX_MEMBERS_PER_PROJECT: '3',
+    })
+    try {
+      const headers = await as(1)
+      const project = (
+        await small.inject({ method: 'POST', url: '/projects', headers, payload: { name: 'Small' } })
+      ).json().id
+      const add = (userId: number) =>
+        small.inject({
+          method: 'POST',
+          url: `/projects/${project}/members`,
+          headers,
+          payload: { user_id: userId, role: 'viewer' },
+        })
+      expect((await add(2)).statusCode).toBe(201)
+      expect((await add(3)).statusCode).toBe(201)
+      const full = await add(4)
+      expect(full.statusCode).toBe(409)
+      expect(full.json().detail).toBe(`Project ${project} already has the maximum of 3 members`)
+      // A retry of an existing membership is still answered.
+      expect((await add(3)).statusCode).toBe(200)
+    } finally {
+      await small.close()
+    }
+  })
+
   test('bad member bodies are 422 problems naming the field', async () => {
     const project = await newProject(1)
     for (const [payload, field] of [

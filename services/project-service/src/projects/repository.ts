@@ -70,6 +70,15 @@ export class LockedProject {
       .executeTakeFirst()
   }
 
+  async memberCount(): Promise<number> {
+    const { count } = await this.trx
+      .selectFrom('project_members')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .where('project_id', '=', this.project.id)
+      .executeTakeFirstOrThrow()
+    return count
+  }
+
   async ownerCount(): Promise<number> {
     const { count } = await this.trx
       .selectFrom('project_members')

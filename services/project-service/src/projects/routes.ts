@@ -23,6 +23,7 @@ export interface ProjectRoutesOptions {
   users: UserDirectory
   /** Who is calling (see access.ts); called after authentication. */
   callerOf: (request: FastifyRequest) => Caller
+  maxMembersPerProject: number
 }
 
 const ProblemRef = Type.Object(
@@ -71,7 +72,10 @@ async function assertManagerLocked(locked: LockedProject, caller: Caller): Promi
   assertMay('manage', locked.project.id, caller, await roleLocked(locked, caller))
 }
 
-export async function projectRoutes(app: App, { repository, users, callerOf }: ProjectRoutesOptions) {
+export async function projectRoutes(
+  app: App,
+  { repository, users, callerOf, maxMembersPerProject }: ProjectRoutesOptions,
+) {
   const tags = ['projects']
   const memberTags = ['members']
 
@@ -304,6 +308,15 @@ export async function projectRoutes(app: App, { repository, users, callerOf }: P
         await assertManagerLocked(locked, caller)
         const existing = await locked.member(userId)
         if (existing) return existingAnswer(existing)
+        if ((await locked.memberCount()) >= maxMembersPerProject) {
+          throw new HttpProblem(
+            409,
+            `Project ${id} already has the maximum of ${maxMembersPerProject} members`,
+            {
+              type: problemType('member-limit'),
+            },
+          )
+        }
         return { status: 201 as const, member: await locked.add(userId, role) }
       })
       return answer(outcome)
