@@ -1,3 +1,4 @@
+import { startTestIssuer } from '@task-manager/auth/testing'
 import type { App } from '@task-manager/service-kit'
 import { useTestDatabase } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
@@ -72,5 +73,25 @@ describe('AUTH_MODE=disabled', () => {
 
     expect((await app.inject({ method: 'DELETE', url: `/projects/${b}` })).statusCode).toBe(204)
     expect((await app.inject({ url: `/projects/${b}` })).statusCode).toBe(404)
+  })
+
+  test('a valid token, when sent, stands in for owner_id', async () => {
+    const issuer = await startTestIssuer()
+    const withKeys = await buildApp(database.url, { AUTH_MODE: 'disabled', JWKS_URL: issuer.jwksUrl })
+    try {
+      const token = await issuer.sign({ sub: 77 })
+      const created = await withKeys.inject({
+        method: 'POST',
+        url: '/projects',
+        headers: { authorization: `Bearer ${token}` },
+        payload: { name: 'Mine' },
+      })
+      expect(created.statusCode).toBe(201)
+      const owner = await withKeys.inject({ url: `/projects/${created.json().id}/members/77` })
+      expect(owner.json().role).toBe('owner')
+    } finally {
+      await withKeys.close()
+      await issuer.close()
+    }
   })
 })
