@@ -9,6 +9,7 @@ import {
   migrateToLatest,
   serviceKit,
 } from '@task-manager/service-kit'
+import fp from 'fastify-plugin'
 import type { UserServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 import type { UserDatabase } from './db/schema.js'
@@ -32,7 +33,7 @@ export interface UserAppOptions {
 }
 
 /** The user-service as a plugin: server.ts runs it, tests register it on their own instance. */
-export default async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
+async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
   if ((config.ADMIN_EMAIL === undefined) !== (config.ADMIN_PASSWORD === undefined)) {
     throw new ConfigError('Invalid configuration: set both ADMIN_EMAIL and ADMIN_PASSWORD, or neither')
   }
@@ -119,3 +120,9 @@ export default async function userApp(app: App, { config, keys: givenKeys }: Use
     registrationsPerHour: config.REGISTRATION_RATE_LIMIT_PER_CLIENT,
   })
 }
+
+/**
+ * Wrapped with fastify-plugin so what the kit decorates (`readiness`, `metrics`) lands on the server
+ * itself, where runService's graceful shutdown reaches it.
+ */
+export default fp(userApp, { name: 'user-service', fastify: '5.x' })

@@ -138,7 +138,8 @@ export interface ServiceProcess {
   url: string
   child: ChildProcess
   output: () => string
-  stop: () => Promise<void>
+  /** SIGTERM, then the exit code. */
+  stop: () => Promise<number | null>
 }
 
 const serverEntry = fileURLToPath(new URL('../src/server.ts', import.meta.url))
@@ -183,10 +184,9 @@ export async function startServiceProcess(env: Record<string, string>): Promise<
     child,
     output: () => output,
     stop: async () => {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM')
-        await exited
-      }
+      if (child.exitCode === null) child.kill('SIGTERM')
+      const [code] = await exited
+      return code as number | null
     },
   }
 }

@@ -69,6 +69,12 @@ describe('user-service process', () => {
     expect(service.output()).not.toContain(secret)
   })
 
+  test('SIGTERM drains and exits 0', async () => {
+    const service = await startServiceProcess({ DATABASE_URL: database.url })
+    expect(await service.stop()).toBe(0)
+    expect(service.output()).toContain('shutdown complete')
+  })
+
   test('AUTH_MODE=disabled logs a loud warning at start', async () => {
     const service = await startServiceProcess({ DATABASE_URL: database.url, AUTH_MODE: 'disabled' })
     try {
