@@ -71,6 +71,10 @@ describe('AUTH_MODE=disabled', () => {
     expect((await app.inject({ method: 'DELETE', url: `/projects/${a}/members/3` })).statusCode).toBe(204)
     expect((await app.inject({ url: `/projects/${a}/members/3` })).statusCode).toBe(404)
 
+    const memberships = await app.inject({ url: '/memberships?user_id=2' })
+    expect(memberships.json()).toEqual([{ project_id: b, user_id: 2, role: 'owner' }])
+    expect((await app.inject({ url: '/memberships' })).statusCode).toBe(422)
+
     expect((await app.inject({ method: 'DELETE', url: `/projects/${b}` })).statusCode).toBe(204)
     expect((await app.inject({ url: `/projects/${b}` })).statusCode).toBe(404)
   })

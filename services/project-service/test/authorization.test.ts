@@ -120,6 +120,23 @@ describe('object-level authorization between two users (OWASP API1)', () => {
   })
 })
 
+describe('GET /memberships (what the task-service filters task lists by)', () => {
+  test("the caller's own memberships; another user's only for administrators", async () => {
+    const alices = await app.inject({ url: '/memberships', headers: as.alice })
+    expect(alices.statusCode).toBe(200)
+    expect(alices.json()).toEqual([{ project_id: project, user_id: ALICE, role: 'owner' }])
+    const vics = await app.inject({ url: '/memberships', headers: as.vic })
+    expect(vics.json()).toEqual([{ project_id: project, user_id: VIC, role: 'viewer' }])
+    expect((await app.inject({ url: '/memberships', headers: as.ada })).json()).toEqual([])
+
+    const snooping = await app.inject({ url: `/memberships?user_id=${ALICE}`, headers: as.bob })
+    expect(snooping.statusCode).toBe(403)
+    const byAdmin = await app.inject({ url: `/memberships?user_id=${ERIN}`, headers: as.ada })
+    expect(byAdmin.json()).toEqual([{ project_id: project, user_id: ERIN, role: 'editor' }])
+    expect((await app.inject({ url: '/memberships' })).statusCode).toBe(401)
+  })
+})
+
 describe('roles inside a project', () => {
   test('a viewer reads but may not edit, manage members or delete (403)', async () => {
     expect((await app.inject({ url: `/projects/${project}`, headers: as.vic })).json().role).toBe('viewer')

@@ -102,6 +102,20 @@ describe('projects', () => {
 
     const archived = await app.inject({ url: '/projects?status=archived', headers: me })
     expect(archived.json().map((p: { id: number }) => p.id)).toEqual([ids[2]])
+
+    // The same user's memberships, paged the same way.
+    const memberships: number[] = []
+    let next: string | undefined = '/memberships?limit=2'
+    while (next) {
+      const page: Awaited<ReturnType<App['inject']>> = await app.inject({ url: next, headers: me })
+      expect(page.statusCode).toBe(200)
+      for (const m of page.json()) {
+        expect(m).toMatchObject({ user_id: 500, role: 'owner' })
+        memberships.push(m.project_id)
+      }
+      next = /<([^>]+)>; rel="next"/.exec(String(page.headers.link ?? ''))?.[1]
+    }
+    expect(memberships).toEqual(ids)
   })
 
   test('a cursor that this service did not issue is a 422 problem', async () => {
@@ -211,6 +225,7 @@ describe('authentication (a service reached directly still checks tokens)', () =
   test('the OpenAPI document describes every project route', async () => {
     const { paths } = (await app.inject({ url: '/openapi.json' })).json()
     expect(Object.keys(paths).sort()).toEqual([
+      '/memberships',
       '/projects',
       '/projects/{id}',
       '/projects/{id}/members',

@@ -216,6 +216,26 @@ export class ProjectRepository {
       .execute()
   }
 
+  /** One page of a user's memberships in project id order (an index-only walk of (user_id, project_id)). */
+  async memberships(
+    userId: number,
+    afterProjectId: number | undefined,
+    limit: number,
+  ): Promise<{ rows: { project_id: number; role: MemberRole }[]; more: boolean }> {
+    let query = this.db
+      .selectFrom('project_members')
+      .select(['project_id', 'role'])
+      .where('user_id', '=', userId)
+    if (afterProjectId !== undefined) query = query.where('project_id', '>', afterProjectId)
+    const rows = await query
+      .orderBy('project_id')
+      .limit(limit + 1)
+      .execute()
+    const more = rows.length > limit
+    if (more) rows.length = limit
+    return { rows, more }
+  }
+
   /**
    * The roles of (at most) two users in a project: the hot path behind the membership lookup every
    * task request makes. One primary-key index probe, sent as a named prepared statement so each pooled

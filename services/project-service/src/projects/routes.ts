@@ -11,6 +11,7 @@ import {
   MemberParams,
   MemberPatch,
   Membership,
+  MembershipListQuery,
   Project,
   ProjectInput,
   ProjectListQuery,
@@ -404,6 +405,56 @@ export async function projectRoutes(
       const role = roles.get(userId)
       if (!role) throw !caller.open && caller.id === userId ? projectNotFound(id) : notAMember(id, userId)
       return { project_id: id, user_id: userId, role }
+    },
+  )
+
+  app.get(
+    '/memberships',
+    {
+      schema: {
+        tags: memberTags,
+        summary: "A user's memberships: every project they belong to, with their role",
+        description:
+          'For other services that must filter by "projects the caller may see" (the task-service\'s task lists). ' +
+          'Pages of `limit` in project id order; `Link: rel="next"` while more follow. ' +
+          "Your own by default; another user's for administrators only. Needs `user_id` with AUTH_MODE=disabled.",
+        querystring: MembershipListQuery,
+        response: { 200: Type.Array(Membership), ...problems(401, 403, 422) },
+      },
+    },
+    async (request, reply) => {
+      const caller = callerOf(request)
+      const { limit, cursor } = request.query
+      let userId = request.query.user_id
+      if (caller.open) {
+        if (userId === undefined) {
+          throw new HttpProblem(
+            422,
+            "Invalid querystring field 'user_id': required when AUTH_MODE=disabled",
+            {
+              type: problemType('validation-failed'),
+              errors: [{ in: 'querystring', field: 'user_id', message: 'required when AUTH_MODE=disabled' }],
+            },
+          )
+        }
+      } else {
+        if (userId !== undefined && userId !== caller.id && !caller.admin) {
+          throw new HttpProblem(403, "Only administrators may list another user's memberships", {
+            type: problemType('forbidden'),
+          })
+        }
+        userId ??= caller.id
+      }
+      const afterId = cursor === undefined ? undefined : decodeCursor(cursor)
+      const { rows, more } = await repository.memberships(userId, afterId, limit)
+      const last = rows[rows.length - 1]
+      if (more && last) {
+        const next = new URLSearchParams({ limit: String(limit), cursor: encodeCursor(last.project_id) })
+        if (request.query.user_id !== undefined) next.set('user_id', String(request.query.user_id))
+        reply.header('link', `</memberships?${next}>; rel="next"`)
+      }
+      const member = userId
+      return rows.map((row) => ({ project_id: row.project_id, user_id: member, role: row.role }))
     },
   )
 }

@@ -57,8 +57,6 @@ export type ProjectPatch = Static<typeof ProjectPatch>
 
 export const ProjectParams = Type.Object({ id: PositiveId })
 export const MemberParams = Type.Object({ id: PositiveId, userId: PositiveId })
-export const LookupParams = Type.Object({ projectId: PositiveId, userId: PositiveId })
-
 export const ProjectListQuery = Type.Object(
   {
     status: Type.Optional(ProjectStatus),
@@ -107,3 +105,21 @@ export const Membership = Type.Object({
   role: MemberRole,
 })
 export type Membership = Static<typeof Membership>
+
+export const MembershipListQuery = Type.Object(
+  {
+    user_id: Type.Optional({
+      ...PositiveId,
+      description: "Whose memberships: default the caller's; another user's for administrators only",
+    }),
+    limit: Type.Integer({ minimum: 1, maximum: 5000, default: 1000 }),
+    cursor: Type.Optional(
+      Type.String({
+        maxLength: 100,
+        description: 'Opaque; from the `Link: rel="next"` header of the previous page',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type MembershipListQuery = Static<typeof MembershipListQuery>
