@@ -1,6 +1,7 @@
 import cors from '@fastify/cors'
 import { type Verifier, verifierFromConfig } from '@task-manager/auth'
 import { type App, serviceKit } from '@task-manager/service-kit'
+import fp from 'fastify-plugin'
 import { Redis } from 'ioredis'
 import type { GatewayConfig } from './config.js'
 import { edgeAuthPlugin } from './edge-auth.js'
@@ -42,8 +43,12 @@ const CORS_EXPOSED_HEADERS = [
   'x-request-id',
 ]
 
-/** The gateway as a plugin: server.ts runs it, tests register it on their own instance. */
-export default async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
+/**
+ * The gateway as a plugin: server.ts runs it, tests register it on their own instance. Not encapsulated
+ * (fastify-plugin): the kit's decorations, `readiness` among them, must be on the root instance that
+ * runService drains on shutdown.
+ */
+async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
   // CORS first: its hook answers preflights before auth or rate limits see them, and every answer
   // (401, 429, 503 included) carries the CORS headers a browser needs to read it.
   const origins = config.CORS_ORIGINS.split(',')
@@ -161,3 +166,5 @@ export default async function gatewayApp(app: App, { config, verifier }: Gateway
     ],
   })
 }
+
+export default fp(gatewayApp, { name: 'gateway', fastify: '5.x' })

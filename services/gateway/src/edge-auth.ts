@@ -34,10 +34,13 @@ export const edgeAuthPlugin = fp<EdgeAuthOptions>(
   async (app: FastifyInstance, { mode, verifier }) => {
     await app.register(authPlugin, { mode, verifier })
     if (mode === 'disabled') return
-    app.addHook('onRequest', async (request, reply) => {
-      if (request.routeOptions.config?.upstream === undefined) return
-      if (request.method === 'OPTIONS' || isPublicRoute(request.method, request.url)) return
-      return app.authenticate(request, reply)
+    app.addHook('onRequest', (request, reply, done) => {
+      // Callback-style with a synchronous fast path: a verified caller costs no promise here.
+      if (request.principal || request.routeOptions.config?.upstream === undefined) return done()
+      if (request.method === 'OPTIONS' || isPublicRoute(request.method, request.url)) return done()
+      app.authenticate(request, reply).then(() => {
+        if (!reply.sent) done()
+      }, done)
     })
   },
   { name: 'gateway-edge-auth', fastify: '5.x' },

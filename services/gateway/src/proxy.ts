@@ -68,8 +68,12 @@ export function upstreamHeaders(request: FastifyRequest, headers: IncomingHttpHe
   for (const name in headers) if (isIdentityHeader(name)) delete headers[name]
   // Only the part of the chain Fastify trusts (TRUST_PROXY): a client's own X-Forwarded-For is dropped unless
   // the hop that delivered it is a configured proxy. `ips` runs from our peer back to the client.
-  const chain = request.ips
-  headers['x-forwarded-for'] = chain && chain.length > 1 ? chain.toReversed().join(', ') : request.ip
+  if (headers['x-forwarded-for'] === undefined) {
+    headers['x-forwarded-for'] = request.raw.socket.remoteAddress
+  } else {
+    const chain = request.ips
+    headers['x-forwarded-for'] = chain && chain.length > 1 ? chain.toReversed().join(', ') : request.ip
+  }
   headers['x-forwarded-proto'] = request.protocol
   headers['x-forwarded-host'] = request.host
   headers['x-request-id'] = request.id
@@ -120,30 +124,45 @@ export const proxyPlugin = fp<ProxyOptions>(
   ) => {
     // Bodies with a declared length are refused before they are read; Fastify's bodyLimit does not apply to
     // the pass-through parser http-proxy installs.
-    app.addHook('onRequest', async (request, reply) => {
+    // Hooks here are callback-style: an async hook costs a promise and a microtask on every request.
+    app.addHook('onRequest', (request, reply, done) => {
       const length = request.headers['content-length']
       if (length !== undefined && Number(length) > bodyLimit) {
         reply.header('connection', 'close')
-        throw new HttpProblem(413, `Request body exceeds ${bodyLimit} bytes`)
+        done(new HttpProblem(413, `Request body exceeds ${bodyLimit} bytes`))
+        return
       }
+      done()
     })
 
     for (const { prefix, upstream, routes: routeList } of routes) {
       const config = { upstream: upstream.name }
 
-      const preHandler = async (request: FastifyRequest, reply: FastifyReply) => {
-        if (request.body && request.headers['content-length'] === undefined) {
-          request.body = await collectBody(request.body as Readable, bodyLimit)
-        }
+      const admit = (reply: FastifyReply, done: (error?: Error) => void) => {
         if (!upstream.breaker.allow()) {
           metrics.breakerRejections.inc({ upstream: upstream.name })
-          return sendProblem(reply, 503, `${upstream.name} is failing; its circuit is open, retry shortly`, {
+          sendProblem(reply, 503, `${upstream.name} is failing; its circuit is open, retry shortly`, {
             type: problemType('circuit-open'),
             headers: { 'retry-after': upstream.breaker.retryAfterSeconds() },
             extensions: { service: upstream.name },
           })
+          return
         }
         upstream.retryBudget.recordRequest()
+        done()
+      }
+
+      const preHandler = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => {
+        // A body of unknown length (chunked) is read up to the limit first; the breaker is asked last, so an
+        // admitted half-open probe is always sent.
+        if (request.body && request.headers['content-length'] === undefined) {
+          collectBody(request.body as Readable, bodyLimit).then((body) => {
+            request.body = body
+            admit(reply, done)
+          }, done)
+          return
+        }
+        admit(reply, done)
       }
 
       await app.register(httpProxy, {
@@ -193,9 +212,9 @@ export const proxyPlugin = fp<ProxyOptions>(
       })
     }
 
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, done) => {
       const upstream = request.routeOptions.config?.upstream
-      if (upstream === undefined) return
+      if (upstream === undefined) return done()
       metrics.upstreamDuration.observe(
         {
           upstream,
@@ -205,6 +224,7 @@ export const proxyPlugin = fp<ProxyOptions>(
         },
         reply.elapsedTime / 1000,
       )
+      done()
     })
   },
   { name: 'gateway-proxy', dependencies: ['task-manager-service-kit'], fastify: '5.x' },

@@ -60,10 +60,10 @@ export const rateLimitPlugin = fp<RateLimitOptions>(
       }) as never
     }
 
-    app.addHook('onRequest', async (request, reply) => {
+    app.addHook('onRequest', (request, reply, done) => {
       // Probes and scrapes are never limited; preflights are answered by CORS before this hook.
-      if (request.routeOptions.config?.probe || request.method === 'OPTIONS') return
-      await handlers[budgetOf(request.method, request.url)](request, reply)
+      if (request.routeOptions.config?.probe || request.method === 'OPTIONS') return done()
+      handlers[budgetOf(request.method, request.url)](request, reply).then(() => done(), done)
     })
   },
   { name: 'gateway-rate-limit', fastify: '5.x' },

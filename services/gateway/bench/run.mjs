@@ -1,0 +1,329 @@
+// Gateway micro-benchmark driver (run through scripts/bench/gateway.sh).
+//
+// Proxies and the in-memory upstream are pinned to CPU 0, the load generator to CPU 1. Each proxy is measured in
+// the same run: nginx, the bare node:http + undici floor, @fastify/http-proxy with defaults, and the gateway with
+// every protection on. Per proxy: throughput and latency under wrk (50 connections), CPU time the proxy process
+// spent per request (from /proc, user + system), and latency at a moderate fixed rate against the upstream alone.
+import { execFileSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { Pool } from 'undici'
+
+const here = fileURLToPath(new URL('.', import.meta.url))
+const gatewayDir = join(here, '..')
+const DURATION = Number(process.env.BENCH_DURATION_S ?? 10)
+const WARMUP = Number(process.env.BENCH_WARMUP_S ?? 3)
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
+const RATE = Number(process.env.BENCH_MODERATE_RPS ?? 2000)
+const OUT = process.env.BENCH_OUT
+const SERVER_CPU = process.env.BENCH_SERVER_CPU ?? '0'
+const LOAD_CPU = process.env.BENCH_LOAD_CPU ?? '1'
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim())
+const node = process.execPath
+const children = []
+
+const log = (message) => process.stderr.write(`[bench] ${message}\n`)
+
+function pinned(command, args, options = {}) {
+  const child = spawn('taskset', ['-c', SERVER_CPU, command, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    ...options,
+  })
+  children.push(child)
+  return child
+}
+
+async function firstLine(child) {
+  let buffer = ''
+  for await (const chunk of child.stdout) {
+    buffer += chunk
+    const newline = buffer.indexOf('\n')
+    if (newline !== -1) return buffer.slice(0, newline)
+  }
+  throw new Error('process exited before it was ready')
+}
+
+async function waitForPort(port) {
+  for (let i = 0; i < 100; i++) {
+    try {
+      const pool = new Pool(`http://127.0.0.1:${port}`)
+      await pool.request({ path: '/health/live', method: 'GET' }).then((res) => res.body.dump())
+      await pool.close()
+      return
+    } catch {
+      await sleep(100)
+    }
+  }
+  throw new Error(`nothing listens on ${port}`)
+}
+
+/** CPU ticks used so far by a process and its children (nginx workers), threads included. */
+function cpuTicks(pid) {
+  let ticks = 0
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  ticks += Number(fields[11]) + Number(fields[12])
+  for (const task of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean)) {
+    ticks += cpuTicks(Number(task))
+  }
+  return ticks
+}
+
+function toMs(value) {
+  const match = /^([\d.]+)(us|ms|s)$/.exec(value)
+  if (!match) return Number.NaN
+  const n = Number(match[1])
+  return match[2] === 'us' ? n / 1000 : match[2] === 's' ? n * 1000 : n
+}
+
+function wrk(url, seconds, headers) {
+  const args = ['-c', LOAD_CPU, 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency']
+  for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`)
+  args.push(url)
+  const out = execFileSync('taskset', args, { encoding: 'utf8' })
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1])
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
+  const errors = /Socket errors: (.*)/.exec(out)?.[1]
+  return {
+    requests,
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
+    p50: toMs(/ 50%\s+(\S+)/.exec(out)?.[1] ?? ''),
+    p99: toMs(/ 99%\s+(\S+)/.exec(out)?.[1] ?? ''),
+    non2xx,
+    errors,
+  }
+}
+
+/** Latency at a fixed, moderate request rate (open loop), from a loader pinned to the load CPU. */
+function moderate(url, headers) {
+  const script = `
+    const { Pool } = require(${JSON.stringify(join(gatewayDir, 'node_modules', 'undici'))})
+    const url = new URL(${JSON.stringify(url)})
+    const pool = new Pool(url.origin, { connections: 64 })
+    const headers = ${JSON.stringify(headers)}
+    const rate = ${RATE}, seconds = 5, total = rate * seconds
+    const times = []
+    let sent = 0, done = 0, failed = 0
+    const start = performance.now()
+    function fire() {
+      const due = Math.floor(((performance.now() - start) / 1000) * rate)
+      while (sent < Math.min(due, total)) {
+        sent++
+        const t0 = performance.now()
+        pool.request({ path: url.pathname, method: 'GET', headers }).then(async (res) => {
+          await res.body.dump()
+          if (res.statusCode !== 200) failed++
+          times.push(performance.now() - t0)
+        }, () => { failed++ }).finally(() => {
+          if (++done === total) {
+            times.sort((a, b) => a - b)
+            const q = (p) => times[Math.min(times.length - 1, Math.floor(times.length * p))]
+            console.log(JSON.stringify({ p50: q(0.5), p99: q(0.99), failed }))
+            process.exit(0)
+          }
+        })
+      }
+      if (sent < total) setImmediate(fire)
+    }
+    fire()
+  `
+  const out = execFileSync('taskset', ['-c', LOAD_CPU, node, '-e', script], { encoding: 'utf8' })
+  return JSON.parse(out.trim().split('\n').at(-1))
+}
+
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  await Promise.race([exited, sleep(3000).then(() => child.kill('SIGKILL'))])
+}
+
+async function measure(name, url, pid, headers) {
+  log(`${name}: warm-up ${WARMUP}s`)
+  wrk(url, WARMUP, headers)
+  const before = cpuTicks(pid)
+  log(`${name}: ${DURATION}s at ${CONNECTIONS} connections`)
+  const result = wrk(url, DURATION, headers)
+  const cpuSeconds = (cpuTicks(pid) - before) / CLK_TCK
+  log(`${name}: moderate load, ${RATE} req/s for 5s`)
+  const steady = moderate(url, headers)
+  const row = { name, ...result, cpuUsPerRequest: (cpuSeconds * 1e6) / result.requests, steady }
+  log(`${name}: ${result.rps.toFixed(0)} req/s, ${row.cpuUsPerRequest.toFixed(1)} µs CPU/request`)
+  return row
+}
+
+async function main() {
+  const upstream = pinned(node, [join(here, 'upstream.mjs')], { cwd: gatewayDir })
+  const { port: upstreamPort, token } = JSON.parse(await firstLine(upstream))
+  const upstreamUrl = `http://127.0.0.1:${upstreamPort}`
+  const headers = { authorization: `Bearer ${token}`, origin: 'http://localhost:5173' }
+  const rows = []
+
+  rows.push(await measure('upstream alone (no proxy)', `${upstreamUrl}/tasks/1`, upstream.pid, headers))
+
+  // nginx: one worker (one core), keep-alive to the upstream.
+  const prefix = mkdtempSync(join(tmpdir(), 'bench-nginx-'))
+  writeFileSync(
+    join(prefix, 'nginx.conf'),
+    `worker_processes 1;
+daemon off;
+pid ${prefix}/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 128; }
+  server {
+    listen 127.0.0.1:18081;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`,
+  )
+  const nginx = pinned('nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', 'stderr'])
+  await sleep(500)
+  rows.push(await measure('nginx (1 worker)', 'http://127.0.0.1:18081/tasks/1', nginx.pid, headers))
+  await stop(nginx)
+
+  const env = { ...process.env, UPSTREAM: upstreamUrl }
+  const floor = pinned(node, [join(here, 'floor.mjs')], { cwd: gatewayDir, env: { ...env, PORT: '18082' } })
+  await firstLine(floor)
+  rows.push(
+    await measure(
+      'bare node:http + undici dispatch (floor)',
+      'http://127.0.0.1:18082/tasks/1',
+      floor.pid,
+      headers,
+    ),
+  )
+  await stop(floor)
+
+  const plain = pinned(node, [join(here, 'plain-proxy.mjs')], {
+    cwd: gatewayDir,
+    env: { ...env, PORT: '18083' },
+  })
+  await firstLine(plain)
+  rows.push(
+    await measure(
+      '@fastify/http-proxy, defaults, nothing else',
+      'http://127.0.0.1:18083/tasks/1',
+      plain.pid,
+      headers,
+    ),
+  )
+  await stop(plain)
+
+  for (const logLevel of ['warn', 'info']) {
+    const gateway = pinned(node, [join(gatewayDir, 'dist', 'server.js')], {
+      cwd: gatewayDir,
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: {
+        ...process.env,
+        HOST: '127.0.0.1',
+        PORT: '18084',
+        LOG_LEVEL: logLevel,
+        AUTH_MODE: 'required',
+        TASK_SERVICE_URL: upstreamUrl,
+        USER_SERVICE_URL: upstreamUrl,
+        PROJECT_SERVICE_URL: upstreamUrl,
+        // One client makes every request here: a budget it cannot spend, so the limiter counts but never refuses.
+        RATE_LIMIT_READS_PER_MINUTE: '1000000000',
+      },
+    })
+    await waitForPort(18084)
+    rows.push(
+      await measure(
+        `gateway, all protections (LOG_LEVEL=${logLevel}${logLevel === 'info' ? ': a log line per request' : ''})`,
+        'http://127.0.0.1:18084/tasks/1',
+        gateway.pid,
+        headers,
+      ),
+    )
+    await stop(gateway)
+  }
+  await stop(upstream)
+
+  const direct = rows[0]
+  const floorRow = rows.find((row) => row.name.includes('floor'))
+  const nginxRow = rows.find((row) => row.name.startsWith('nginx'))
+  const cpu = (os) => execFileSync('sh', ['-c', os], { encoding: 'utf8' }).trim()
+  const lines = [
+    '| Proxy | req/s | p50 (ms) | p99 (ms) | CPU µs / request (proxy process) | vs floor | throughput vs nginx | p50 / p99 at ' +
+      `${RATE} req/s (ms) | added p99 at ${RATE} req/s (ms) | non-2xx |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ]
+  for (const row of rows) {
+    const isDirect = row === direct
+    lines.push(
+      `| ${row.name} | ${row.rps.toFixed(0)} | ${row.p50.toFixed(2)} | ${row.p99.toFixed(2)} | ${
+        isDirect ? `${row.cpuUsPerRequest.toFixed(1)} (upstream itself)` : row.cpuUsPerRequest.toFixed(1)
+      } | ${isDirect ? '' : `${(row.cpuUsPerRequest / floorRow.cpuUsPerRequest).toFixed(2)}×`} | ${
+        isDirect ? '' : `${(row.rps / nginxRow.rps).toFixed(2)}×`
+      } | ${row.steady.p50.toFixed(2)} / ${row.steady.p99.toFixed(2)} | ${
+        isDirect ? '' : (row.steady.p99 - direct.steady.p99).toFixed(2)
+      } | ${row.non2xx}${row.errors ? ` (socket errors: ${row.errors})` : ''} |`,
+    )
+  }
+  const report = {
+    when: new Date().toISOString(),
+    cpu: cpu("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"),
+    cores: cpu('nproc'),
+    node: process.version,
+    nginx: cpu('nginx -v 2>&1'),
+    wrk: cpu('wrk -v 2>&1 | head -1'),
+    table: lines.join('\n'),
+    rows,
+  }
+  if (OUT) writeFileSync(OUT, JSON.stringify(report, null, 2))
+  if (process.env.BENCH_MARKDOWN) {
+    const gatewayRow = rows.find((row) => row.name.includes('LOG_LEVEL=warn'))
+    writeFileSync(
+      process.env.BENCH_MARKDOWN,
+      `# Gateway benchmark
+
+Produced by \`${process.env.BENCH_COMMAND ?? 'scripts/bench/gateway.sh'}\` on ${report.when}.
+
+Machine: ${report.cores} cores (${report.cpu}), Node ${report.node}, ${report.nginx}, ${report.wrk}.
+Proxies and the in-memory upstream pinned to CPU ${SERVER_CPU}, load generators to CPU ${LOAD_CPU}
+(\`taskset\`). Load: \`wrk -t1 -c${CONNECTIONS} -d${DURATION}s --latency\` on \`GET /tasks/1\` after a ${WARMUP}s warm-up, with
+an \`Authorization: Bearer\` token and an \`Origin\` header; then an open-loop loader at a fixed ${RATE} req/s for
+5 s ("moderate load"). CPU per request is the user + system CPU time of the proxy process (all its threads,
+nginx's worker included) during the wrk run divided by the requests served; the upstream's own CPU is not in it.
+
+${report.table}
+
+The gateway (LOG_LEVEL=warn) spends **${gatewayRow.cpuUsPerRequest.toFixed(1)} µs** of CPU per proxied request
+(**${(gatewayRow.cpuUsPerRequest / floorRow.cpuUsPerRequest).toFixed(2)}×** the bare Node floor; target ≤ 55 µs and ≤ 1.3×)
+and reaches **${(gatewayRow.rps / nginxRow.rps).toFixed(2)}×** nginx's throughput (target ≥ 0.5×). Its p99 added latency at
+${RATE} req/s is **${(gatewayRow.steady.p99 - direct.steady.p99).toFixed(2)} ms** over calling the upstream directly (target ≤ 1 ms).
+
+"All protections" means what a production gateway runs: request ids, the kit's request metrics and the gateway's
+upstream metrics, load shedding (under-pressure), CORS (the request carries an allowed \`Origin\`), edge token
+verification (EdDSA JWT against the JWKS, with the verified-token cache), per-client rate limiting (in memory,
+a budget the single client cannot exhaust), the circuit breaker, header hygiene and X-Forwarded-* headers.
+With \`LOG_LEVEL=info\` the kit also writes one JSON log line per request.
+
+The machine is shared with other work while this runs; numbers move by several percent between runs.
+`,
+    )
+  }
+  process.stdout.write(`${lines.join('\n')}\n`)
+}
+
+try {
+  await main()
+} finally {
+  for (const child of children)
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+}
