@@ -177,7 +177,7 @@ describe('verified-token cache', () => {
 
   test('a cached token stops working at its exp', async () => {
     const exact = createVerifier({ jwksUrl: issuer.jwksUrl, clockToleranceSeconds: 0 })
-    const token = await issuer.sign({ sub: 9, exp: now() + 1 })
+    const token = await issuer.sign({ sub: 9, exp: now() + 2 })
     expect(await exact.verify(token)).toEqual({ id: 9, role: 'user' })
     await new Promise((resolve) => setTimeout(resolve, 2100))
     expect(await reasonOf(exact.verify(token))).toBe('expired')
@@ -226,5 +226,18 @@ describe('AuthConfigProperties', () => {
     const url = 'http://user-service:8004/.well-known/jwks.json'
     expect(loadConfig(schema, { PORT: '1', JWKS_URL: url }).JWKS_URL).toBe(url)
     expect(() => loadConfig(schema, { PORT: '1', JWKS_URL: 'file:///etc/keys' })).toThrow(/JWKS_URL/)
+  })
+})
+
+describe('peek', () => {
+  test('answers synchronously for verified tokens only, and not past exp', async () => {
+    const exact = createVerifier({ jwksUrl: issuer.jwksUrl, clockToleranceSeconds: 0 })
+    const token = await issuer.sign({ sub: 21, exp: Math.floor(Date.now() / 1000) + 2 })
+    expect(exact.peek?.(token)).toBeUndefined()
+    await exact.verify(token)
+    expect(exact.peek?.(token)).toEqual({ id: 21, role: 'user' })
+    expect(exact.peek?.(issuer.forgeUnsigned({ sub: 21 }))).toBeUndefined()
+    await new Promise((resolve) => setTimeout(resolve, 2100))
+    expect(exact.peek?.(token)).toBeUndefined()
   })
 })
