@@ -1,0 +1,396 @@
+package verify
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// TestConsistency starts every service found in $PROD_ROOT/<name> (a `pnpm deploy --prod` folder, as
+// in the image) the way its rendered Deployment runs it: the init container's and the container's
+// command, the ConfigMap + env (secret values read from the rendered Secrets), the container port. The
+// only changes are the ones a laptop forces: HOST=127.0.0.1 and in-cluster DNS names mapped to loopback
+// (the database to an embedded PostgreSQL, other services to their rendered ports). Then the rendered
+// startup, liveness and readiness probes and the metrics endpoint must answer, and SIGTERM must drain
+// within the pod's termination grace period.
+func TestConsistency(t *testing.T) {
+	prodRoot := os.Getenv("PROD_ROOT")
+	repoRoot := os.Getenv("REPO_ROOT")
+	if prodRoot == "" || repoRoot == "" {
+		t.Fatal("PROD_ROOT and REPO_ROOT must be set (scripts/k8s/check.sh sets them)")
+	}
+	for _, renderCase := range []string{"default", "no-operator-crds"} {
+		t.Run(renderCase, func(t *testing.T) {
+			r, err := LoadRender(filepath.Join(os.Getenv("RENDERED_DIR"), renderCase+".yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			runConsistency(t, r, prodRoot, repoRoot)
+		})
+	}
+}
+
+type plan struct {
+	name       string
+	deployment appsv1.Deployment
+	container  corev1.Container
+	port       int
+	env        map[string]string
+	dir        string
+}
+
+func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
+	// In-cluster host name -> loopback port, for every Service of the release.
+	var plans []*plan
+	for _, d := range r.Deployments {
+		name := d.Spec.Template.Labels["app.kubernetes.io/name"]
+		dir := filepath.Join(prodRoot, name)
+		if _, err := os.Stat(filepath.Join(dir, "dist", "server.js")); err != nil {
+			t.Logf("%s: not built, not checked", name)
+			continue
+		}
+		c := d.Spec.Template.Spec.Containers[0]
+		plans = append(plans, &plan{name: name, deployment: d, container: c, port: int(c.Ports[0].ContainerPort), dir: dir})
+	}
+	if len(plans) == 0 {
+		t.Fatal("no built service to check")
+	}
+
+	// Databases: one role + database per service, with the password its rendered Secret holds.
+	var dbSpecs []string
+	for _, p := range plans {
+		for _, e := range p.container.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.Name == "DATABASE_PASSWORD" {
+				secret := r.Secret(e.ValueFrom.SecretKeyRef.Name)
+				if secret == nil {
+					t.Fatalf("%s: Secret %s is not rendered", p.name, e.ValueFrom.SecretKeyRef.Name)
+				}
+				dbSpecs = append(dbSpecs, dbUser(t, p)+":"+string(secret.Data[e.ValueFrom.SecretKeyRef.Key]))
+			}
+		}
+	}
+	pgPort := startPostgres(t, repoRoot, dbSpecs)
+
+	hostPorts := map[string]int{}
+	for _, s := range r.Services {
+		for _, p := range plans {
+			if s.Spec.Selector["app.kubernetes.io/name"] == p.name {
+				hostPorts[s.Name+"."+s.Namespace+".svc.cluster.local"] = p.port
+			}
+		}
+		if strings.HasSuffix(s.Name, "-postgresql") {
+			hostPorts[s.Name+"."+s.Namespace+".svc.cluster.local:5432"] = pgPort
+		}
+	}
+	for _, p := range plans {
+		p.env = renderedEnv(t, r, p.deployment, p.container, hostPorts)
+	}
+
+	// Migrations first, as the init containers do, then every service at once.
+	for _, p := range plans {
+		for _, init := range p.deployment.Spec.Template.Spec.InitContainers {
+			env := renderedEnv(t, r, p.deployment, init, hostPorts)
+			out, err := command(context.Background(), p.dir, init.Command, env).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s init container %s (%v) failed: %v\n%s", p.name, init.Name, init.Command, err, out)
+			}
+			t.Logf("%s: init container %s ran %v", p.name, init.Name, init.Command)
+		}
+	}
+	procs := map[string]*running{}
+	for _, p := range plans {
+		procs[p.name] = start(t, p)
+	}
+	for _, p := range plans {
+		checkProbes(t, r, p, procs[p.name])
+	}
+	for _, p := range plans {
+		checkDrain(t, p, procs[p.name])
+	}
+}
+
+func dbUser(t *testing.T, p *plan) string {
+	for _, e := range p.container.Env {
+		if e.Name == "DATABASE_URL" {
+			m := regexp.MustCompile(`^postgres://([^:]+):`).FindStringSubmatch(e.Value)
+			if m != nil {
+				return m[1]
+			}
+		}
+	}
+	t.Fatalf("%s: no DATABASE_URL with a user", p.name)
+	return ""
+}
+
+var clusterURL = regexp.MustCompile(`([a-z0-9-]+\.[a-z0-9-]+\.svc\.cluster\.local)(:5432)?`)
+
+// renderedEnv is the environment Kubernetes would give the container: ConfigMap envFrom, then env with
+// $(VAR) expansion; Secret values from the rendered Secrets. Cluster DNS names are mapped to loopback.
+func renderedEnv(t *testing.T, r *Render, d appsv1.Deployment, c corev1.Container, hostPorts map[string]int) map[string]string {
+	env := map[string]string{}
+	for _, from := range c.EnvFrom {
+		if from.ConfigMapRef == nil {
+			t.Fatalf("%s: envFrom %+v is not a rendered ConfigMap", d.Name, from)
+		}
+		cm := r.ConfigMap(from.ConfigMapRef.Name)
+		if cm == nil {
+			t.Fatalf("%s: ConfigMap %s is not rendered", d.Name, from.ConfigMapRef.Name)
+		}
+		for k, v := range cm.Data {
+			env[k] = v
+		}
+	}
+	expand := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil:
+			s := r.Secret(e.ValueFrom.SecretKeyRef.Name)
+			if s == nil {
+				t.Fatalf("%s: Secret %s is not rendered", d.Name, e.ValueFrom.SecretKeyRef.Name)
+			}
+			env[e.Name] = string(s.Data[e.ValueFrom.SecretKeyRef.Key])
+		case e.ValueFrom != nil:
+			t.Fatalf("%s: env %s has an unsupported source", d.Name, e.Name)
+		default:
+			env[e.Name] = expand.ReplaceAllStringFunc(e.Value, func(ref string) string {
+				if v, ok := env[ref[2:len(ref)-1]]; ok {
+					return v
+				}
+				return ref
+			})
+		}
+	}
+	for k, v := range env {
+		env[k] = clusterURL.ReplaceAllStringFunc(v, func(host string) string {
+			if port, ok := hostPorts[host]; ok {
+				return "127.0.0.1:" + strconv.Itoa(port)
+			}
+			if port, ok := hostPorts[strings.TrimSuffix(host, ":5432")]; ok {
+				return "127.0.0.1:" + strconv.Itoa(port)
+			}
+			return host // a service that is not built: left unreachable, as in a cluster without it
+		})
+	}
+	env["HOST"] = "127.0.0.1" // tests listen on loopback only
+	return env
+}
+
+func command(ctx context.Context, dir string, argv []string, env map[string]string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	return cmd
+}
+
+func startPostgres(t *testing.T, repoRoot string, specs []string) int {
+	cmd := exec.Command("node", append([]string{filepath.Join(repoRoot, "scripts/k8s/postgres.ts")}, specs...)...)
+	cmd.Dir = repoRoot
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("embedded PostgreSQL did not start: %v", err)
+	}
+	var ready struct{ Port int }
+	if err := json.Unmarshal([]byte(line), &ready); err != nil || ready.Port == 0 {
+		t.Fatalf("embedded PostgreSQL said %q", line)
+	}
+	return ready.Port
+}
+
+type running struct {
+	cmd    *exec.Cmd
+	output *lockedBuffer
+	exited chan struct{}
+	err    error
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *lockedBuffer) tail() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := string(b.buf)
+	if len(s) > 3000 {
+		s = s[len(s)-3000:]
+	}
+	return s
+}
+
+func start(t *testing.T, p *plan) *running {
+	rn := &running{output: &lockedBuffer{}, exited: make(chan struct{})}
+	rn.cmd = command(context.Background(), p.dir, p.container.Command, p.env)
+	rn.cmd.Stdout, rn.cmd.Stderr = rn.output, rn.output
+	if err := rn.cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	go func() { rn.err = rn.cmd.Wait(); close(rn.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-rn.exited:
+		default:
+			_ = rn.cmd.Process.Kill()
+			<-rn.exited
+		}
+	})
+	t.Logf("%s: started %v in %s on port %d", p.name, p.container.Command, p.dir, p.port)
+	return rn
+}
+
+func get(url string) (int, string, http.Header, error) {
+	client := http.Client{Timeout: 2 * time.Second}
+	res, err := client.Get(url)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(body), res.Header, nil
+}
+
+// waitFor polls the probe the way the kubelet would, within its period × failureThreshold budget.
+func waitFor(t *testing.T, p *plan, rn *running, what string, probe *corev1.Probe) {
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", p.port, probe.HTTPGet.Path)
+	if probe.HTTPGet.Port.String() != "http" && probe.HTTPGet.Port.IntValue() != p.port {
+		t.Errorf("%s: %s probe port %s is not the container port", p.name, what, probe.HTTPGet.Port.String())
+	}
+	period := time.Duration(max(probe.PeriodSeconds, 1)) * time.Second
+	budget := time.Duration(max(probe.FailureThreshold, 1)) * period
+	deadline := time.Now().Add(budget)
+	var last string
+	for {
+		select {
+		case <-rn.exited:
+			t.Fatalf("%s exited (%v) before its %s probe passed:\n%s", p.name, rn.err, what, rn.output.tail())
+		default:
+		}
+		status, body, _, err := get(url)
+		if err == nil && status >= 200 && status < 400 {
+			t.Logf("%s: %s probe GET %s -> %d", p.name, what, probe.HTTPGet.Path, status)
+			return
+		}
+		last = fmt.Sprintf("%d %s %v", status, body, err)
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s probe GET %s failed for %s (last: %s)\n%s", p.name, what, url, budget, last, rn.output.tail())
+		}
+		time.Sleep(min(period, 500*time.Millisecond))
+	}
+}
+
+func checkProbes(t *testing.T, r *Render, p *plan, rn *running) {
+	c := p.container
+	waitFor(t, p, rn, "startup", c.StartupProbe)
+	waitFor(t, p, rn, "liveness", c.LivenessProbe)
+	waitFor(t, p, rn, "readiness", c.ReadinessProbe)
+
+	// Metrics where the render tells Prometheus to scrape: the prometheus.io/* annotations, or the
+	// ServiceMonitor's endpoint (a port of the Service, which targets a container port).
+	metricsPort, metricsPath := 0, ""
+	if ann := p.deployment.Spec.Template.Annotations; ann["prometheus.io/scrape"] == "true" {
+		metricsPort, _ = strconv.Atoi(ann["prometheus.io/port"])
+		metricsPath = ann["prometheus.io/path"]
+	}
+	for _, o := range r.Other {
+		if o["kind"] != "ServiceMonitor" || nameOf(o) != p.deployment.Name {
+			continue
+		}
+		endpoint := o["spec"].(map[string]any)["endpoints"].([]any)[0].(map[string]any)
+		metricsPath, _ = endpoint["path"].(string)
+		for _, s := range r.Services {
+			if s.Name != p.deployment.Name {
+				continue
+			}
+			for _, sp := range s.Spec.Ports {
+				if sp.Name == endpoint["port"] {
+					for _, cp := range c.Ports {
+						if cp.Name == sp.TargetPort.String() || int(cp.ContainerPort) == sp.TargetPort.IntValue() {
+							metricsPort = int(cp.ContainerPort)
+						}
+					}
+				}
+			}
+		}
+	}
+	if metricsPort == 0 || metricsPath == "" {
+		t.Fatalf("%s: the render tells Prometheus no metrics port and path", p.name)
+	}
+	status, body, header, err := get(fmt.Sprintf("http://127.0.0.1:%d%s", metricsPort, metricsPath))
+	if err != nil || status != 200 || !strings.HasPrefix(header.Get("Content-Type"), "text/plain") || !strings.Contains(body, "# TYPE ") {
+		t.Fatalf("%s: metrics at :%d%s answered %d %v (%s)", p.name, metricsPort, metricsPath, status, err, header.Get("Content-Type"))
+	}
+	t.Logf("%s: metrics GET :%d%s -> %d, %d series lines", p.name, metricsPort, metricsPath, status, strings.Count(body, "\n"))
+}
+
+func nameOf(o map[string]any) string {
+	meta, _ := o["metadata"].(map[string]any)
+	name, _ := meta["name"].(string)
+	return name
+}
+
+// The kubelet runs preStop, then sends SIGTERM and waits terminationGracePeriodSeconds in total.
+func checkDrain(t *testing.T, p *plan, rn *running) {
+	spec := p.deployment.Spec.Template.Spec
+	budget := time.Duration(*spec.TerminationGracePeriodSeconds-p.container.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	began := time.Now()
+	if err := rn.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-rn.exited:
+		if rn.err != nil {
+			t.Errorf("%s: exited with %v after SIGTERM\n%s", p.name, rn.err, rn.output.tail())
+		}
+		t.Logf("%s: SIGTERM -> clean exit in %s (budget %s)", p.name, time.Since(began).Round(time.Millisecond), budget)
+	case <-time.After(budget):
+		t.Errorf("%s: still running %s after SIGTERM; the kubelet would SIGKILL it", p.name, budget)
+	}
+}
