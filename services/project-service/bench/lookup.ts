@@ -92,6 +92,8 @@ await seed.end()
 
 const pair = (i: number) => pairs[i % pairs.length] as { project_id: number; user_id: number }
 const pool = new pg.Pool({ connectionString: url.toString(), max: 10 })
+// Dropping the database at the end ends idle connections; that is expected here.
+pool.on('error', () => {})
 const text =
   'select "user_id", "role" from "project_members" where "project_id" = $1 and "user_id" in ($2, $3)'
 const results: Record<string, unknown> = {
@@ -140,6 +142,8 @@ await agent.close()
 await pool.end()
 await app.close()
 await issuer.close()
+// Closed pools' backends may take a moment to go; give them that before dropping the database.
+await new Promise((resolve) => setTimeout(resolve, 500))
 await admin.query(`drop database ${dbName} with (force)`)
 await admin.end()
 await server?.stop()

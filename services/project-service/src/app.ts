@@ -42,7 +42,12 @@ async function projectApp(app: App, { config }: ProjectAppOptions) {
     connectionString: config.DATABASE_URL,
     max: config.DATABASE_POOL_MAX,
     applicationName: identity.service,
-    onPoolError: (error) => app.log.warn({ err: error }, 'idle database connection failed'),
+    // Only code and message: pg's error carries the whole client object, which would flood the log.
+    onPoolError: (error) =>
+      app.log.warn(
+        { code: (error as { code?: string }).code, reason: error.message },
+        'idle database connection failed',
+      ),
   })
   if (config.MIGRATE_ON_START) {
     await migrateToLatest(database.db, migrations, (line) => app.log.info(line))
