@@ -70,7 +70,7 @@ done
 echo "kube-score: no warnings and no critical findings in $(ls "$ROOT"/.tools/rendered | wc -l) rendered cases"
 
 step "policy tests on the rendered output"
-(cd scripts/k8s/verify && RENDERED_DIR="$ROOT/.tools/rendered" go test -count=1 -run 'TestPolicy' ./...)
+(cd scripts/k8s/verify && RENDERED_DIR="$ROOT/.tools/rendered" REPO_ROOT="$ROOT" go test -count=1 -v -run 'TestPolicy' ./... | grep -E '^(--- |\s+\S+\.go:|ok|FAIL|PASS)')
 
 step "k8s/ manifests are up to date with the chart"
 bash scripts/k8s/render.sh --check
