@@ -10,6 +10,7 @@ import {
   serviceKit,
 } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
+import { Redis } from 'ioredis'
 import type { UserServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 import type { UserDatabase } from './db/schema.js'
@@ -86,8 +87,31 @@ async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
   await app.register(authPlugin, { mode: config.AUTH_MODE, verifier })
 
   await app.register(formbody)
+
+  let redis: Redis | undefined
+  if (config.REDIS_URL) {
+    redis = new Redis(config.REDIS_URL, {
+      lazyConnect: true,
+      // Fail fast instead of queueing: a login never waits on a Redis outage.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: 250,
+      connectTimeout: 2000,
+    })
+    redis.on('error', (error) => app.log.warn({ err: error }, 'rate-limit store (Redis) error'))
+    // Not awaited: the service starts and serves while Redis is down; ioredis reconnects in the background.
+    redis
+      .connect()
+      .catch((error) => app.log.warn({ err: error }, 'rate-limit store (Redis) unreachable at start'))
+    app.addHook('onClose', async () => {
+      await redis?.quit().catch(() => redis?.disconnect())
+    })
+  }
   await app.register(rateLimit, {
     global: false,
+    // Shared by every replica when REDIS_URL is set. If Redis fails, limits are skipped (logged) rather
+    // than locking everyone out: an outage of the counter store must not become an outage of login.
+    ...(redis ? { redis, nameSpace: 'user-service:rate-limit:', skipOnError: true } : {}),
     // Entries are a few dozen bytes: room for many clients and emails before the LRU forgets one.
     cache: 50_000,
     errorResponseBuilder: (_request, context) => {

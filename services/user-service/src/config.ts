@@ -40,6 +40,11 @@ export const UserServiceConfig = Type.Object({
       'Failed logins for one email per LOGIN_RATE_LIMIT_WINDOW_SECONDS before it is locked for the rest of the window',
   }),
   LOGIN_RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ minimum: 1, default: 900 }),
+  REDIS_URL: Type.String({
+    default: '',
+    description:
+      'redis:// URL; when set, login and registration limits are counted across all replicas (unset: per pod)',
+  }),
   REGISTRATION_RATE_LIMIT_PER_CLIENT: Type.Integer({
     minimum: 1,
     default: 10,
