@@ -9,6 +9,7 @@ import Fastify, {
   type FastifyPluginOptions,
   type FastifyRequest,
   type FastifyServerOptions,
+  LogController,
   type RawReplyDefaultExpression,
   type RawRequestDefaultExpression,
   type RawServerDefault,
@@ -49,8 +50,8 @@ export function serverOptions(
     logger: loggerOptions(identity.service, config.LOG_LEVEL),
     genReqId: requestIdFrom,
     requestIdHeader: false,
-    requestIdLogLabel: 'request_id',
-    disableRequestLogging: true,
+    // One log line per request, written by the service kit's onResponse hook.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit: BODY_LIMIT_BYTES,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true },
@@ -88,6 +89,9 @@ export const serviceKit = fp<ServiceKitOptions>(
   async (app: FastifyInstance, options) => {
     app.addHook('onRequest', async (request, reply) => {
       reply.header('x-request-id', request.id)
+      // While draining, every response closes its connection so keep-alive clients reconnect elsewhere
+      // instead of holding this process open until the keep-alive timeout.
+      if (app.readiness.shuttingDown) reply.header('connection', 'close')
     })
     app.addHook('onResponse', async (request, reply) => {
       const fields = {

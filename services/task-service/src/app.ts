@@ -6,6 +6,7 @@ import {
   migrateToLatest,
   serviceKit,
 } from '@task-manager/service-kit'
+import fp from 'fastify-plugin'
 import type { TaskServiceConfig } from './config.js'
 import type { TaskDatabase } from './db/schema.js'
 import { migrations } from './db/migrations/index.js'
@@ -23,7 +24,7 @@ export interface TaskAppOptions {
 }
 
 /** The task-service as a plugin: server.ts runs it, tests register it on their own instance. */
-export default async function taskApp(app: App, { config }: TaskAppOptions) {
+async function taskApp(app: App, { config }: TaskAppOptions) {
   await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
 
   const database = createDatabase<TaskDatabase>({
@@ -65,3 +66,6 @@ export default async function taskApp(app: App, { config }: TaskAppOptions) {
   purge.unref()
   app.addHook('onClose', async () => clearInterval(purge))
 }
+
+/** Not encapsulated (fastify-plugin): the server's graceful shutdown reaches the kit's readiness. */
+export default fp(taskApp, { name: 'task-service', fastify: '5.x' })
