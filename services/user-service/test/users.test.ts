@@ -9,6 +9,7 @@ import {
   login,
   newKeyRing,
   PASSWORD,
+  query,
   register,
   signWith,
   type TestUser,
@@ -386,6 +387,22 @@ describe('first admin from configuration', () => {
       expect(await login(restarted, email, PASSWORD)).toEqual(expect.any(String))
     } finally {
       await restarted.close()
+    }
+  })
+
+  test('replicas starting together with the same ADMIN_EMAIL make exactly one admin account', async () => {
+    const email = uniqueEmail('together')
+    const env = { ADMIN_EMAIL: email, ADMIN_PASSWORD: PASSWORD }
+    const started = await Promise.all([buildApp(database.url, env, ring), buildApp(database.url, env, ring)])
+    try {
+      const rows = await query<{ role: string }>(
+        database.url,
+        'select role from users where lower(email) = lower($1)',
+        [email],
+      )
+      expect(rows).toEqual([{ role: 'admin' }])
+    } finally {
+      for (const started_ of started) await started_.close()
     }
   })
 
