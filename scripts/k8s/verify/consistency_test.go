@@ -388,6 +388,7 @@ func checkDrain(t *testing.T, p *plan, rn *running) {
 	case <-rn.exited:
 		if rn.err != nil {
 			t.Errorf("%s: exited with %v after SIGTERM\n%s", p.name, rn.err, rn.output.tail())
+			return
 		}
 		t.Logf("%s: SIGTERM -> clean exit in %s (budget %s)", p.name, time.Since(began).Round(time.Millisecond), budget)
 	case <-time.After(budget):
