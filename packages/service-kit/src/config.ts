@@ -9,7 +9,15 @@ export const BaseConfigProperties = {
   HOST: Type.String({ default: '0.0.0.0', description: 'Interface to listen on' }),
   PORT: Type.Integer({ minimum: 1, maximum: 65535, description: 'HTTP port' }),
   LOG_LEVEL: Type.Union(
-    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+    [
+      Type.Literal('fatal'),
+      Type.Literal('error'),
+      Type.Literal('warn'),
+      Type.Literal('info'),
+      Type.Literal('debug'),
+      Type.Literal('trace'),
+      Type.Literal('silent'),
+    ],
     { default: 'info' },
   ),
   AUTH_MODE: Type.Union([Type.Literal('required'), Type.Literal('disabled')], {

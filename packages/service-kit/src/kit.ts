@@ -32,6 +32,12 @@ export type App = FastifyInstance<
 
 export const BODY_LIMIT_BYTES = 1024 * 1024
 
+/** The part of the config the Fastify server itself needs. */
+export interface ServerSettings {
+  LOG_LEVEL: BaseConfig['LOG_LEVEL']
+  TRUST_PROXY?: string
+}
+
 export interface ServiceIdentity {
   /** e.g. `task-service`; the `service` label on logs and metrics. */
   service: string
@@ -42,7 +48,7 @@ export interface ServiceIdentity {
 /** Fastify options every service runs with. */
 export function serverOptions(
   identity: ServiceIdentity,
-  config: Pick<BaseConfig, 'LOG_LEVEL'> & Partial<Pick<BaseConfig, 'TRUST_PROXY'>>,
+  config: ServerSettings,
 ): FastifyServerOptions {
   const trustProxy = config.TRUST_PROXY ?? 'loopback'
   return {
@@ -61,7 +67,7 @@ export function serverOptions(
 
 export function createServer(
   identity: ServiceIdentity,
-  config: Pick<BaseConfig, 'LOG_LEVEL'> & Partial<Pick<BaseConfig, 'TRUST_PROXY'>>,
+  config: ServerSettings,
 ): App {
   return Fastify(serverOptions(identity, config)).withTypeProvider<TypeBoxTypeProvider>()
 }
