@@ -8,19 +8,20 @@ ARG NODE_IMAGE=node:24.21.0-trixie-slim
 # ---- build: the whole workspace, type-checked sources compiled to dist/ -----------------------------
 FROM ${NODE_IMAGE} AS build
 ARG PNPM_VERSION=11.28.11
-ENV CI=true PNPM_HOME=/pnpm PATH=/pnpm:$PATH
+# One pnpm store, in a BuildKit cache mount, for fetch, install and every `pnpm deploy`.
+ENV CI=true PNPM_HOME=/pnpm PATH=/pnpm:$PATH pnpm_config_store_dir=/pnpm/store
 RUN npm install --global --no-audit --no-fund --loglevel=error "pnpm@${PNPM_VERSION}"
 WORKDIR /repo
 # Dependencies first (only the lockfile decides them), so source edits reuse this layer.
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
-RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store pnpm fetch --store-dir /pnpm/store
+RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store pnpm fetch
 COPY packages ./packages
 COPY services ./services
 COPY tsconfig.base.json ./
 COPY scripts/k8s/prod-install.sh ./scripts/k8s/prod-install.sh
 RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store \
-    pnpm install --frozen-lockfile --offline --store-dir /pnpm/store \
- && pnpm build
+    pnpm install --frozen-lockfile --offline \
+ && pnpm -r build
 # The production install of each service, exactly as CI checks it (scripts/k8s/prod-install.sh).
 RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store \
     for dir in services/*/; do \

@@ -1,0 +1,77 @@
+package verify
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// No container engine runs here, so the Dockerfile is held to its contract by reading it: one final stage
+// per service (named as the service), built from the production install, running `node dist/server.js`
+// as a numeric non-root user on a pinned base, on the port the chart gives the service.
+func TestPolicyDockerfileStagesMatchServicesAndChart(t *testing.T) {
+	root := os.Getenv("REPO_ROOT")
+	data, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	if m := regexp.MustCompile(`(?m)^ARG NODE_IMAGE=node:(\d+)\.(\d+)\.(\d+)-[a-z]+-slim$`).FindStringSubmatch(text); m == nil || m[1] != "24" {
+		t.Errorf("the base image is not a pinned Node 24 (ARG NODE_IMAGE=node:24.x.y-<debian>-slim)")
+	}
+	if !regexp.MustCompile(`(?m)^USER [1-9][0-9]{3,}:[1-9][0-9]{3,}$`).MatchString(text) {
+		t.Errorf("the runtime stage does not switch to a numeric non-root USER")
+	}
+	if !strings.Contains(text, "scripts/k8s/prod-install.sh") {
+		t.Errorf("the image is not made with the production install CI checks (scripts/k8s/prod-install.sh)")
+	}
+	stages := map[string]string{}
+	parts := regexp.MustCompile(`(?m)^FROM `).Split(text, -1)
+	for _, part := range parts[1:] {
+		m := regexp.MustCompile(`^\S+\s+AS\s+(\S+)`).FindStringSubmatch(part)
+		if m != nil {
+			stages[m[1]] = part
+		}
+	}
+	kind, err := LoadRender(filepath.Join(os.Getenv("RENDERED_DIR"), "default.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := map[string]int32{}
+	for _, d := range kind.Deployments {
+		ports[d.Spec.Template.Labels["app.kubernetes.io/name"]] = d.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort
+	}
+	dirs, _ := filepath.Glob(filepath.Join(root, "services", "*", "package.json"))
+	if len(dirs) == 0 {
+		t.Fatal("no services found")
+	}
+	for _, pkg := range dirs {
+		name := filepath.Base(filepath.Dir(pkg))
+		stage, ok := stages[name]
+		if !ok {
+			t.Errorf("services/%s has no Dockerfile target %q", name, name)
+			continue
+		}
+		if !strings.HasPrefix(stage, "runtime AS ") {
+			t.Errorf("target %s does not build on the shared runtime stage", name)
+		}
+		if !strings.Contains(stage, "COPY --from=build /deploy/"+name+"/ /app/") {
+			t.Errorf("target %s does not copy its own production install", name)
+		}
+		if !strings.Contains(stage, `CMD ["node", "dist/server.js"]`) {
+			t.Errorf("target %s does not run node dist/server.js directly", name)
+		}
+		port, ok := ports[name]
+		if !ok {
+			t.Errorf("service %s is not in the umbrella chart", name)
+			continue
+		}
+		p := strconv.Itoa(int(port))
+		if !strings.Contains(stage, "ENV PORT="+p) || !strings.Contains(stage, "EXPOSE "+p) {
+			t.Errorf("target %s does not default to the chart's port %s", name, p)
+		}
+	}
+}
