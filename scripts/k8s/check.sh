@@ -2,13 +2,14 @@
 # Every offline check of the Kubernetes delivery, in the order a failure is cheapest to read:
 #   1. tools (helm v4, kubeconform, kube-score) built through the Go module proxy, schemas laid out
 #   2. helm lint --strict of both charts with every values file
-#   3. helm template over the values matrix -> .tools/rendered/<case>.yaml
+#   3. helm template over the values matrix -> <tmp>/rendered/<case>.yaml
 #   4. kubeconform: every rendered object against the Kubernetes OpenAPI schemas (strict) and the CRDs
 #   5. kube-score, then our own policy tests (Go, scripts/k8s/verify) on the rendered output
 #   6. k8s/ rendered manifests are what the chart renders today (no drift)
 #   7. each built service: production install into an empty folder, started with the env, port, probes
 #      and commands its Deployment renders, against a real PostgreSQL
 # Needs: Go, Python 3 (pip download of the schema wheel), Node 24 + pnpm, and `pnpm build` done for step 7.
+# Tools and downloads are cached in .tools; everything generated goes to a temporary folder.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -17,6 +18,12 @@ step() { printf '\n\033[1m-- k8s: %s\033[0m (%ss)\n' "$*" "$SECONDS"; }
 step "tools and schemas"
 source scripts/k8s/tools.sh
 "$HELM" version --short
+# Generated files (schemas, rendered cases, production installs) live in one temporary folder.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/task-manager-k8s.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+SCHEMAS="$WORK/schemas"
+RENDERED="$WORK/rendered"
+lay_out_schemas "$SCHEMAS"
 
 step "helm dependency build + lint --strict"
 "$HELM" dependency build charts/task-manager >/dev/null
@@ -31,15 +38,15 @@ done
 
 step "helm template over the values matrix"
 source scripts/k8s/matrix.sh
-render_matrix "$ROOT/.tools/rendered"
-ls "$ROOT/.tools/rendered"
+render_matrix "$RENDERED"
+ls "$RENDERED"
 
 step "kubeconform (strict) against Kubernetes $KUBERNETES_VERSIONS + CRD schemas"
 for version in $KUBERNETES_VERSIONS; do
   "$KUBECONFORM" -strict -summary -kubernetes-version "$version" \
     -schema-location "$SCHEMAS/$version/kubernetes/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
     -schema-location "$SCHEMAS/$version/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json" \
-    "$ROOT/.tools/rendered"
+    "$RENDERED"
 done
 
 step "kube-score"
@@ -53,7 +60,7 @@ step "kube-score"
 #  - deployment-replicas, for the kind and minikube cases only: one replica per service on a laptop is
 #    the point of those values.
 # Scored one file at a time: the cases reuse object names, which kube-score would cross-match.
-for file in "$ROOT"/.tools/rendered/*.yaml; do
+for file in "$RENDERED"/*.yaml; do
   laptop=()
   case "$(basename "$file")" in kind.yaml | minikube.yaml) laptop=(--ignore-test deployment-replicas) ;; esac
   findings=$("$KUBE_SCORE" score --output-format ci "${laptop[@]}" \
@@ -67,10 +74,10 @@ for file in "$ROOT"/.tools/rendered/*.yaml; do
     exit 1
   fi
 done
-echo "kube-score: no warnings and no critical findings in $(ls "$ROOT"/.tools/rendered | wc -l) rendered cases"
+echo "kube-score: no warnings and no critical findings in $(ls "$RENDERED" | wc -l) rendered cases"
 
 step "policy tests on the rendered output"
-(cd scripts/k8s/verify && RENDERED_DIR="$ROOT/.tools/rendered" REPO_ROOT="$ROOT" go test -count=1 -v -run 'TestPolicy' ./... | grep -E '^(--- |\s+\S+\.go:|ok|FAIL|PASS)')
+(cd scripts/k8s/verify && RENDERED_DIR="$RENDERED" REPO_ROOT="$ROOT" go test -count=1 -v -run 'TestPolicy' ./... | grep -E '^(--- |\s+\S+\.go:|ok|FAIL|PASS)')
 
 step "k8s/ manifests are up to date with the chart"
 bash scripts/k8s/render.sh --check
@@ -82,12 +89,11 @@ for dir in services/*/; do
   if [ -f "$dir/dist/server.js" ]; then services+=("$name"); else echo "skip $name: not built (no dist/server.js)"; fi
 done
 [ ${#services[@]} -gt 0 ] || { echo "no built service: run pnpm build first" >&2; exit 1; }
-PROD_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/task-manager-prod.XXXXXX")
-trap 'rm -rf "$PROD_ROOT"' EXIT
+PROD_ROOT="$WORK/prod"
 for name in "${services[@]}"; do
   bash scripts/k8s/prod-install.sh "$name" "$PROD_ROOT/$name"
 done
-(cd scripts/k8s/verify && RENDERED_DIR="$ROOT/.tools/rendered" PROD_ROOT="$PROD_ROOT" REPO_ROOT="$ROOT" \
+(cd scripts/k8s/verify && RENDERED_DIR="$RENDERED" PROD_ROOT="$PROD_ROOT" REPO_ROOT="$ROOT" \
   go test -count=1 -v -timeout 10m -run 'TestConsistency' ./...)
 
 step "all Kubernetes checks passed"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes tools through the Go module proxy into .tools/bin (cached: a re-run with the
-# same versions builds nothing) and lays out the offline JSON schemas in .tools/schemas.
-# Sourced by check.sh and render.sh; exports HELM, KUBECONFORM, KUBE_SCORE, SCHEMAS.
+# same versions builds nothing) and defines lay_out_schemas for the offline JSON schemas.
+# Sourced by check.sh and render.sh; exports HELM, KUBECONFORM, KUBE_SCORE.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TOOLS="$ROOT/.tools"
@@ -41,10 +41,11 @@ if [ "$(cat "$BIN/.k8s-schemas.version" 2>/dev/null)" != "$verify_sum" ]; then
   echo "$verify_sum" >"$BIN/.k8s-schemas.version"
 fi
 
-SCHEMAS="$TOOLS/schemas"
-schema_stamp="$KUBERNETES_VALIDATE_VERSION $GATEWAY_API_VERSION $PROMETHEUS_OPERATOR_VERSION $KUBERNETES_VERSIONS $verify_sum"
-if [ "$(cat "$SCHEMAS/.version" 2>/dev/null)" != "$schema_stamp" ]; then
-  echo "tools: laying out JSON schemas (Kubernetes $KUBERNETES_VERSIONS, Gateway API $GATEWAY_API_VERSION, Prometheus Operator $PROMETHEUS_OPERATOR_VERSION)"
+# lay_out_schemas DIR: the JSON schemas kubeconform validates against, written to DIR (a temporary folder:
+# the check never leaves generated JSON in the work tree for linters to trip over). The wheel and the Go
+# modules are cached (.tools/cache, the Go module cache), so this takes a second or two.
+lay_out_schemas() {
+  local out=$1 wheel gw po v
   wheel=$(ls "$TOOLS/cache"/kubernetes_validate-"$KUBERNETES_VALIDATE_VERSION"-*.whl 2>/dev/null | head -1 || true)
   if [ -z "$wheel" ]; then
     python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$TOOLS/cache" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
@@ -52,15 +53,13 @@ if [ "$(cat "$SCHEMAS/.version" 2>/dev/null)" != "$schema_stamp" ]; then
   fi
   gw=$(GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
   po=$(GOFLAGS=-mod=mod go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
-  rm -rf "$SCHEMAS"
   for v in $KUBERNETES_VERSIONS; do
-    "$BIN/k8s-schemas" -wheel "$wheel" -kubernetes "$v" -out "$SCHEMAS/$v" \
+    "$BIN/k8s-schemas" -wheel "$wheel" -kubernetes "$v" -out "$out/$v" \
       "$gw/config/crd/standard/gateway.networking.k8s.io_gateways.yaml" \
       "$gw/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" \
       "$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
       "$po/example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml"
   done
-  echo "$schema_stamp" >"$SCHEMAS/.version"
-fi
+}
 
-export HELM="$BIN/helm" KUBECONFORM="$BIN/kubeconform" KUBE_SCORE="$BIN/kube-score" SCHEMAS KUBERNETES_VERSIONS
+export HELM="$BIN/helm" KUBECONFORM="$BIN/kubeconform" KUBE_SCORE="$BIN/kube-score" KUBERNETES_VERSIONS
