@@ -224,6 +224,18 @@ http {
   )
   await stop(plain)
 
+  const kit = pinned(node, [join(here, 'kit-proxy.mjs')], { cwd: gatewayDir, env: { ...env, PORT: '18085' } })
+  await firstLine(kit)
+  rows.push(
+    await measure(
+      '@fastify/http-proxy + service kit, no gateway protections',
+      'http://127.0.0.1:18085/tasks/1',
+      kit.pid,
+      headers,
+    ),
+  )
+  await stop(kit)
+
   for (const logLevel of ['warn', 'info']) {
     const gateway = pinned(node, [join(gatewayDir, 'dist', 'server.js')], {
       cwd: gatewayDir,

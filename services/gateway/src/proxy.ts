@@ -62,31 +62,51 @@ function isIdentityHeader(name: string): boolean {
   return false
 }
 
-/** Headers sent upstream: the client's minus hop-by-hop and identity headers, plus X-Forwarded-* and ids. */
+const HOP_BY_HOP_SET = new Set(HOP_BY_HOP)
+
+/**
+ * Headers sent upstream: the client's minus hop-by-hop and identity headers, plus X-Forwarded-* and ids.
+ * Builds a new object instead of deleting from the given one: `delete` turns an object into a slow dictionary
+ * and measurably adds to the garbage collector's work per request.
+ */
 export function upstreamHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  for (const name of HOP_BY_HOP) delete headers[name]
-  for (const name in headers) if (isIdentityHeader(name)) delete headers[name]
+  const out: IncomingHttpHeaders = {}
+  for (const name in headers) {
+    if (HOP_BY_HOP_SET.has(name) || isIdentityHeader(name)) continue
+    out[name] = headers[name]
+  }
   // Only the part of the chain Fastify trusts (TRUST_PROXY): a client's own X-Forwarded-For is dropped unless
   // the hop that delivered it is a configured proxy. `ips` runs from our peer back to the client.
   if (headers['x-forwarded-for'] === undefined) {
-    headers['x-forwarded-for'] = request.raw.socket.remoteAddress
+    out['x-forwarded-for'] = request.raw.socket.remoteAddress
   } else {
     const chain = request.ips
-    headers['x-forwarded-for'] = chain && chain.length > 1 ? chain.toReversed().join(', ') : request.ip
+    out['x-forwarded-for'] = chain && chain.length > 1 ? chain.toReversed().join(', ') : request.ip
   }
-  headers['x-forwarded-proto'] = request.protocol
-  headers['x-forwarded-host'] = request.host
-  headers['x-request-id'] = request.id
-  return headers
+  out['x-forwarded-proto'] = request.protocol
+  out['x-forwarded-host'] = request.host
+  out['x-request-id'] = request.id
+  return out
 }
 
 function responseHeaders(headers: Record<string, unknown>): Record<string, unknown> {
   const connection = headers.connection
-  if (typeof connection === 'string') {
-    for (const token of connection.split(',')) delete headers[token.trim().toLowerCase()]
+  const listed = typeof connection === 'string' ? connection.toLowerCase() : ''
+  const out: Record<string, unknown> = {}
+  for (const name in headers) {
+    if (
+      HOP_BY_HOP_SET.has(name) ||
+      (listed !== '' && listed.includes(name) && connectionNames(listed).has(name))
+    ) {
+      continue
+    }
+    out[name] = headers[name]
   }
-  for (const name of HOP_BY_HOP) delete headers[name]
-  return headers
+  return out
+}
+
+function connectionNames(connection: string): Set<string> {
+  return new Set(connection.split(',').map((token) => token.trim()))
 }
 
 /** Reads a body of unknown length (chunked) up to the limit, so an oversized one never reaches a service. */
