@@ -71,14 +71,24 @@ helm.sh/chart: {{ include "ms.chart" . }}
 {{- end -}}
 {{- end -}}
 
-{{/* In-cluster base URL of another service of this system (its Service listens on port 80). */}}
+{{/*
+In-cluster base URL of another service of this system. Args: (list $ "target"), target being a full
+http(s) URL (used as is), `name` (its ClusterIP Service on port 80) or, with discovery=dns, `name:port`
+(its headless Service, so the caller resolves and balances across the pods itself).
+*/}}
 {{- define "ms.serviceUrl" -}}
 {{- $root := index . 0 -}}
 {{- $target := index . 1 -}}
 {{- if regexMatch "^https?://" $target -}}
 {{- $target -}}
 {{- else -}}
-{{- printf "http://%s.%s.svc.%s" (include "ms.fullnameOf" (list $root $target)) $root.Release.Namespace $root.Values.clusterDomain -}}
+{{- $parts := splitList ":" $target -}}
+{{- $name := include "ms.fullnameOf" (list $root (first $parts)) -}}
+{{- if and (eq $root.Values.discovery "dns") (eq (len $parts) 2) -}}
+{{- printf "http://%s.%s.svc.%s:%s" (printf "%s-headless" $name | trunc 63 | trimSuffix "-") $root.Release.Namespace $root.Values.clusterDomain (last $parts) -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc.%s" $name $root.Release.Namespace $root.Values.clusterDomain -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 

@@ -87,15 +87,17 @@ func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
 	}
 	pgPort := startPostgres(t, repoRoot, dbSpecs)
 
+	// In-cluster host names (ClusterIP and headless Services) -> the loopback port behind them.
 	hostPorts := map[string]int{}
 	for _, s := range r.Services {
+		host := s.Name + "." + s.Namespace + ".svc.cluster.local"
 		for _, p := range plans {
 			if s.Spec.Selector["app.kubernetes.io/name"] == p.name {
-				hostPorts[s.Name+"."+s.Namespace+".svc.cluster.local"] = p.port
+				hostPorts[host] = p.port
 			}
 		}
 		if strings.HasSuffix(s.Name, "-postgresql") {
-			hostPorts[s.Name+"."+s.Namespace+".svc.cluster.local:5432"] = pgPort
+			hostPorts[host] = pgPort
 		}
 	}
 	for _, p := range plans {
@@ -121,6 +123,11 @@ func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
 		checkProbes(t, r, p, procs[p.name])
 	}
 	for _, p := range plans {
+		if p.env["DISCOVERY_MODE"] != "" || p.env["TASK_SERVICE_URL"] != "" && p.env["USER_SERVICE_URL"] != "" {
+			checkGatewayWiring(t, p, plans)
+		}
+	}
+	for _, p := range plans {
 		checkDrain(t, p, procs[p.name])
 	}
 }
@@ -138,7 +145,7 @@ func dbUser(t *testing.T, p *plan) string {
 	return ""
 }
 
-var clusterURL = regexp.MustCompile(`([a-z0-9-]+\.[a-z0-9-]+\.svc\.cluster\.local)(:5432)?`)
+var clusterURL = regexp.MustCompile(`([a-z0-9-]+\.[a-z0-9-]+\.svc\.cluster\.local)(:\d+)?`)
 
 // renderedEnv is the environment Kubernetes would give the container: ConfigMap envFrom, then env with
 // $(VAR) expansion; Secret values from the rendered Secrets. Cluster DNS names are mapped to loopback.
@@ -177,14 +184,11 @@ func renderedEnv(t *testing.T, r *Render, d appsv1.Deployment, c corev1.Containe
 		}
 	}
 	for k, v := range env {
-		env[k] = clusterURL.ReplaceAllStringFunc(v, func(host string) string {
-			if port, ok := hostPorts[host]; ok {
+		env[k] = clusterURL.ReplaceAllStringFunc(v, func(hostPort string) string {
+			if port, ok := hostPorts[clusterURL.FindStringSubmatch(hostPort)[1]]; ok {
 				return "127.0.0.1:" + strconv.Itoa(port)
 			}
-			if port, ok := hostPorts[strings.TrimSuffix(host, ":5432")]; ok {
-				return "127.0.0.1:" + strconv.Itoa(port)
-			}
-			return host // a service that is not built: left unreachable, as in a cluster without it
+			return hostPort // a service that is not built: left unreachable, as in a cluster without it
 		})
 	}
 	env["HOST"] = "127.0.0.1" // tests listen on loopback only
@@ -393,5 +397,44 @@ func checkDrain(t *testing.T, p *plan, rn *running) {
 		t.Logf("%s: SIGTERM -> clean exit in %s (budget %s)", p.name, time.Since(began).Round(time.Millisecond), budget)
 	case <-time.After(budget):
 		t.Errorf("%s: still running %s after SIGTERM; the kubelet would SIGKILL it", p.name, budget)
+	}
+}
+
+// The gateway's rendered upstreams (discovery mode, URLs, ports) reach the services: its /health sees every
+// built service healthy, and a request routed to the user-service (the JWKS) comes back.
+func checkGatewayWiring(t *testing.T, gw *plan, plans []*plan) {
+	base := fmt.Sprintf("http://127.0.0.1:%d", gw.port)
+	var health struct {
+		Services map[string]string `json:"services"`
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		status, body, _, err := get(base + "/health")
+		if err == nil && status == 200 && json.Unmarshal([]byte(body), &health) == nil {
+			ok := true
+			for _, p := range plans {
+				if p != gw && health.Services[p.name] != "healthy" {
+					ok = false
+				}
+			}
+			if ok {
+				t.Logf("%s: GET /health sees %v", gw.name, health.Services)
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: GET /health -> %d %s %v; want every built service healthy", gw.name, status, body, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	for _, p := range plans {
+		if p.name != "user-service" {
+			continue
+		}
+		status, body, _, err := get(base + "/.well-known/jwks.json")
+		if err != nil || status != 200 || !strings.Contains(body, `"keys"`) {
+			t.Fatalf("%s: GET /.well-known/jwks.json through the gateway -> %d %v %s", gw.name, status, err, body)
+		}
+		t.Logf("%s: GET /.well-known/jwks.json routed to user-service -> %d", gw.name, status)
 	}
 }

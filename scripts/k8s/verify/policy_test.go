@@ -436,9 +436,9 @@ func TestPolicyUpstreamsAreRenderedServices(t *testing.T) {
 		if r.Standalone() {
 			continue
 		}
-		names := map[string]bool{}
-		for _, s := range r.Services {
-			names[s.Namespace+"/"+s.Name] = true
+		services := map[string]*corev1.Service{}
+		for i, s := range r.Services {
+			services[s.Namespace+"/"+s.Name] = &r.Services[i]
 		}
 		for _, cm := range r.ConfigMaps {
 			for k, v := range cm.Data {
@@ -448,8 +448,37 @@ func TestPolicyUpstreamsAreRenderedServices(t *testing.T) {
 				m := url.FindStringSubmatch(v)
 				if m == nil {
 					t.Errorf("%s: ConfigMap %s %s=%s is not a cluster DNS name", r.Case, cm.Name, k, v)
-				} else if !names[m[2]+"/"+m[1]] {
+					continue
+				}
+				svc := services[m[2]+"/"+m[1]]
+				if svc == nil {
 					t.Errorf("%s: ConfigMap %s %s points at Service %s/%s, which the release does not have", r.Case, cm.Name, k, m[2], m[1])
+					continue
+				}
+				// The URL's port must be one the Service serves; a headless Service has no port
+				// translation, so there it must also be the pods' container port.
+				port := "80"
+				if m[3] != "" {
+					port = m[3][1:]
+				}
+				ok := false
+				for _, sp := range svc.Spec.Ports {
+					if strconv.Itoa(int(sp.Port)) != port {
+						continue
+					}
+					pods, _ := r.PodsMatching(&metav1.LabelSelector{MatchLabels: svc.Spec.Selector})
+					for _, w := range pods {
+						for _, c := range w.Template.Spec.Containers {
+							for _, cp := range c.Ports {
+								if cp.Name == sp.TargetPort.String() && (svc.Spec.ClusterIP != "None" || strconv.Itoa(int(cp.ContainerPort)) == port) {
+									ok = true
+								}
+							}
+						}
+					}
+				}
+				if !ok {
+					t.Errorf("%s: ConfigMap %s %s=%s: port %s does not reach a pod of Service %s", r.Case, cm.Name, k, v, port, svc.Name)
 				}
 			}
 		}
