@@ -2,10 +2,10 @@
 # One image per service from one build: `docker build --target task-service -t task-manager/task-service .`
 # Targets: task-service, user-service, project-service, gateway.
 
-# Pinned Node 24 base (same major as package.json engines); bump deliberately, never float.
+# NODE_IMAGE is the pinned Node 24 base (same major as package.json engines); bump deliberately, never float.
 ARG NODE_IMAGE=node:24.21.0-trixie-slim
 
-# ---- build: the whole workspace, type-checked sources compiled to dist/ -----------------------------
+# build compiles the whole workspace to dist/ and makes each service's production install.
 FROM ${NODE_IMAGE} AS build
 ARG PNPM_VERSION=11.28.11
 # One pnpm store, in a BuildKit cache mount, for fetch, install and every `pnpm deploy`.
@@ -29,7 +29,7 @@ RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store \
       bash scripts/k8s/prod-install.sh "$service" "/deploy/$service"; \
     done
 
-# ---- runtime: what every service image shares ------------------------------------------------------
+# runtime is what every service image shares.
 FROM ${NODE_IMAGE} AS runtime
 # --max-semi-space-size=2 keeps a service's RSS near 110 MB under load (the chart's memory limit is 192Mi).
 ENV NODE_ENV=production \

@@ -1,13 +1,54 @@
 package verify
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
+
+// The Dockerfile goes through BuildKit's own frontend (the parser and instruction reader `docker build`
+// uses, RUN --mount flags included) with every build check (lint rule) turned on: a syntax error, an
+// unknown flag or a lint warning fails here instead of in someone's `skaffold dev`.
+func TestPolicyDockerfileParsesWithBuildKit(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(os.Getenv("REPO_ROOT"), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ast, err := parser.Parse(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range ast.Warnings {
+		t.Errorf("parser warning: %s", w.Short)
+	}
+	lint := linter.New(&linter.Config{
+		ExperimentalAll: true,
+		Warn: func(rule, description, url, msg string, location []parser.Range) {
+			line := 0
+			if len(location) > 0 {
+				line = location[0].Start.Line
+			}
+			t.Errorf("Dockerfile:%d: %s: %s", line, rule, msg)
+		},
+	})
+	stages, _, err := instructions.Parse(ast.AST, lint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for _, st := range stages {
+		names = append(names, st.Name)
+	}
+	t.Logf("BuildKit reads %d stages: %s", len(stages), strings.Join(names, ", "))
+}
 
 // No container engine runs here, so the Dockerfile is held to its contract by reading it: one final stage
 // per service (named as the service), built from the production install, running `node dist/server.js`
