@@ -16,6 +16,9 @@ cd "$ROOT"
 step() { printf '\n\033[1m-- k8s: %s\033[0m (%ss)\n' "$*" "$SECONDS"; }
 
 step "tools and schemas"
+# Node 24 and pnpm for the production installs and the services (same provisioning as .ci/run).
+bash scripts/ensure-toolchain.sh
+export PATH="$ROOT/.tools/node/bin:$PATH"
 source scripts/k8s/tools.sh
 "$HELM" version --short
 # Generated files (schemas, rendered cases, production installs) live in one temporary folder.

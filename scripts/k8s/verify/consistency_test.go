@@ -125,6 +125,7 @@ func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
 	for _, p := range plans {
 		if p.env["DISCOVERY_MODE"] != "" || p.env["TASK_SERVICE_URL"] != "" && p.env["USER_SERVICE_URL"] != "" {
 			checkGatewayWiring(t, p, plans)
+			runHelmTests(t, r, p, hostPorts)
 		}
 	}
 	for _, p := range plans {
@@ -436,5 +437,33 @@ func checkGatewayWiring(t *testing.T, gw *plan, plans []*plan) {
 			t.Fatalf("%s: GET /.well-known/jwks.json through the gateway -> %d %v %s", gw.name, status, err, body)
 		}
 		t.Logf("%s: GET /.well-known/jwks.json routed to user-service -> %d", gw.name, status)
+	}
+}
+
+// runHelmTests runs the chart's `helm test` pods' commands against the running system, so the test a user
+// runs after `helm install` is itself known to pass on a healthy release.
+func runHelmTests(t *testing.T, r *Render, gw *plan, hostPorts map[string]int) {
+	for _, pod := range r.Pods {
+		if pod.Annotations["helm.sh/hook"] != "test" {
+			continue
+		}
+		for _, c := range pod.Spec.Containers {
+			env := map[string]string{}
+			for _, e := range c.Env {
+				env[e.Name] = clusterURL.ReplaceAllStringFunc(e.Value, func(hostPort string) string {
+					if port, ok := hostPorts[clusterURL.FindStringSubmatch(hostPort)[1]]; ok {
+						return "127.0.0.1:" + strconv.Itoa(port)
+					}
+					return hostPort
+				})
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			out, err := command(ctx, gw.dir, c.Command, env).CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Fatalf("helm test pod %s failed: %v\n%s", pod.Name, err, out)
+			}
+			t.Logf("helm test pod %s passes:\n%s", pod.Name, strings.TrimSpace(string(out)))
+		}
 	}
 }

@@ -32,6 +32,7 @@ type Render struct {
 	NetworkPolicies []networkingv1.NetworkPolicy
 	PDBs            []policyv1.PodDisruptionBudget
 	HPAs            []autoscalingv2.HorizontalPodAutoscaler
+	Pods            []corev1.Pod
 	Other           []map[string]any
 }
 
@@ -89,6 +90,9 @@ func LoadRender(file string) (*Render, error) {
 		case "HorizontalPodAutoscaler":
 			r.HPAs = append(r.HPAs, autoscalingv2.HorizontalPodAutoscaler{})
 			target = &r.HPAs[len(r.HPAs)-1]
+		case "Pod":
+			r.Pods = append(r.Pods, corev1.Pod{})
+			target = &r.Pods[len(r.Pods)-1]
 		default:
 			r.Other = append(r.Other, map[string]any{})
 			target = &r.Other[len(r.Other)-1]
@@ -143,6 +147,10 @@ func (r *Render) Workloads() []Workload {
 			replicas = *s.Spec.Replicas
 		}
 		out = append(out, Workload{"StatefulSet", s.Name, s.Labels, s.Spec.Template, replicas})
+	}
+	// Bare pods are `helm test` hooks: held to the same rules, but not part of the running system.
+	for _, p := range r.Pods {
+		out = append(out, Workload{"Pod", p.Name, p.Labels, corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}, 0})
 	}
 	return out
 }

@@ -87,6 +87,9 @@ func TestPolicyRestrictedPodSecurity(t *testing.T) {
 func TestPolicyProbes(t *testing.T) {
 	for _, r := range renders(t) {
 		for _, w := range r.Workloads() {
+			if w.Kind == "Pod" {
+				continue // a test hook runs to completion; nothing probes it
+			}
 			for _, c := range w.Template.Spec.Containers {
 				where := fmt.Sprintf("%s: %s/%s container %s", r.Case, w.Kind, w.Name, c.Name)
 				if c.LivenessProbe == nil || c.ReadinessProbe == nil {
