@@ -152,8 +152,15 @@ async function measure(name, url, pid, headers) {
   log(`${name}: ${DURATION}s at ${CONNECTIONS} connections`)
   const result = wrk(url, DURATION, headers)
   const cpuSeconds = (cpuTicks(pid) - before) / CLK_TCK
-  log(`${name}: moderate load, ${RATE} req/s for 5s`)
-  const steady = moderate(url, headers)
+  // The machine is shared: one stray process can own a 5 s window's p99. Three windows, the median kept.
+  log(`${name}: moderate load, ${RATE} req/s, 3 × 5s`)
+  const windows = [moderate(url, headers), moderate(url, headers), moderate(url, headers)]
+  const median = (values) => values.sort((a, b) => a - b)[1]
+  const steady = {
+    p50: median(windows.map((w) => w.p50)),
+    p99: median(windows.map((w) => w.p99)),
+    failed: windows.reduce((sum, w) => sum + w.failed, 0),
+  }
   const row = { name, ...result, cpuUsPerRequest: (cpuSeconds * 1e6) / result.requests, steady }
   log(`${name}: ${result.rps.toFixed(0)} req/s, ${row.cpuUsPerRequest.toFixed(1)} µs CPU/request`)
   return row
@@ -272,7 +279,7 @@ http {
   const cpu = (os) => execFileSync('sh', ['-c', os], { encoding: 'utf8' }).trim()
   const lines = [
     '| Proxy | req/s | p50 (ms) | p99 (ms) | CPU µs / request (proxy process) | vs floor | throughput vs nginx | p50 / p99 at ' +
-      `${RATE} req/s (ms) | added p99 at ${RATE} req/s (ms) | non-2xx |`,
+      `${RATE} req/s (ms) | added p50 / p99 at ${RATE} req/s (ms) | non-2xx |`,
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ]
   for (const row of rows) {
@@ -283,7 +290,9 @@ http {
       } | ${isDirect ? '' : `${(row.cpuUsPerRequest / floorRow.cpuUsPerRequest).toFixed(2)}×`} | ${
         isDirect ? '' : `${(row.rps / nginxRow.rps).toFixed(2)}×`
       } | ${row.steady.p50.toFixed(2)} / ${row.steady.p99.toFixed(2)} | ${
-        isDirect ? '' : (row.steady.p99 - direct.steady.p99).toFixed(2)
+        isDirect
+          ? ''
+          : `${(row.steady.p50 - direct.steady.p50).toFixed(2)} / ${(row.steady.p99 - direct.steady.p99).toFixed(2)}`
       } | ${row.non2xx}${row.errors ? ` (socket errors: ${row.errors})` : ''} |`,
     )
   }
@@ -309,16 +318,18 @@ Produced by \`${process.env.BENCH_COMMAND ?? 'scripts/bench/gateway.sh'}\` on ${
 Machine: ${report.cores} cores (${report.cpu}), Node ${report.node}, ${report.nginx}, ${report.wrk}.
 Proxies and the in-memory upstream pinned to CPU ${SERVER_CPU}, load generators to CPU ${LOAD_CPU}
 (\`taskset\`). Load: \`wrk -t1 -c${CONNECTIONS} -d${DURATION}s --latency\` on \`GET /tasks/1\` after a ${WARMUP}s warm-up, with
-an \`Authorization: Bearer\` token and an \`Origin\` header; then an open-loop loader at a fixed ${RATE} req/s for
-5 s ("moderate load"). CPU per request is the user + system CPU time of the proxy process (all its threads,
+an \`Authorization: Bearer\` token and an \`Origin\` header; then an open-loop loader at a fixed ${RATE} req/s,
+three 5 s windows, the median window's p50/p99 reported ("moderate load"; added p99 = that p99 minus the
+upstream's own). CPU per request is the user + system CPU time of the proxy process (all its threads,
 nginx's worker included) during the wrk run divided by the requests served; the upstream's own CPU is not in it.
 
 ${report.table}
 
 The gateway (LOG_LEVEL=warn) spends **${gatewayRow.cpuUsPerRequest.toFixed(1)} µs** of CPU per proxied request
 (**${(gatewayRow.cpuUsPerRequest / floorRow.cpuUsPerRequest).toFixed(2)}×** the bare Node floor; target ≤ 55 µs and ≤ 1.3×)
-and reaches **${(gatewayRow.rps / nginxRow.rps).toFixed(2)}×** nginx's throughput (target ≥ 0.5×). Its p99 added latency at
-${RATE} req/s is **${(gatewayRow.steady.p99 - direct.steady.p99).toFixed(2)} ms** over calling the upstream directly (target ≤ 1 ms).
+and reaches **${(gatewayRow.rps / nginxRow.rps).toFixed(2)}×** nginx's throughput (target ≥ 0.5×). At ${RATE} req/s it adds
+**${(gatewayRow.steady.p50 - direct.steady.p50).toFixed(2)} ms** at the median and **${(gatewayRow.steady.p99 - direct.steady.p99).toFixed(2)} ms** at p99 over calling the
+upstream directly (target p99 ≤ 1 ms; on this shared machine p99 differences are within the noise, see below).
 
 "All protections" means what a production gateway runs: request ids, the kit's request metrics and the gateway's
 upstream metrics, load shedding (under-pressure), CORS (the request carries an allowed \`Origin\`), edge token
@@ -326,7 +337,10 @@ verification (EdDSA JWT against the JWKS, with the verified-token cache), per-cl
 a budget the single client cannot exhaust), the circuit breaker, header hygiene and X-Forwarded-* headers.
 With \`LOG_LEVEL=info\` the kit also writes one JSON log line per request.
 
-The machine is shared with other work while this runs; numbers move by several percent between runs.
+The machine is shared with other work while this runs (other test suites, builds): throughput and CPU per
+request move by 5–10 % between runs, and tail latencies are dominated by whatever else is scheduled — the
+upstream alone can show a p99 of tens of milliseconds in one run and under 2 ms in the next. Read the p99
+columns as an upper bound of the noise here, the p50 columns and CPU per request as the stable figures.
 `,
     )
   }
