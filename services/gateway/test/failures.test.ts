@@ -97,9 +97,10 @@ describe('timeouts and resets', () => {
       service: 'task-service',
       detail: 'task-service did not answer within 1000 ms',
     })
-    // undici's timers tick every ~0.5 s: the answer comes between the timeout and one tick after it.
+    // undici checks the timeout on a ~0.5 s tick: the answer comes a tick or so after the deadline, never at the
+    // 10 s default nor later.
     expect(res.ms).toBeGreaterThanOrEqual(990)
-    expect(res.ms).toBeLessThan(1700)
+    expect(res.ms).toBeLessThan(2500)
     // A timed-out request is not retried: it may still be running upstream.
     expect(tasks.hits('/tasks/1/stall')).toBe(1)
   })
@@ -233,7 +234,7 @@ describe('isolation', () => {
       }
       return times.sort((a, b) => a - b)
     }
-    const p95 = (times: number[]) => times[Math.floor(times.length * 0.95)] as number
+    const at = (times: number[], q: number) => times[Math.floor(times.length * q)] as number
     await sample(20) // warm up
     const before = await sample(100)
 
@@ -251,7 +252,10 @@ describe('isolation', () => {
 
     expect(timeouts.length).toBeGreaterThanOrEqual(40)
     expect(new Set(timeouts)).toEqual(new Set([504]))
-    // Same order of latency with the task-service hanging: a few ms at most on this machine.
-    expect(p95(during)).toBeLessThan(Math.max(p95(before) * 3, p95(before) + 10))
+    // Same latency with the task-service hanging. Median and p90 (not the max): other processes on a shared
+    // machine add spikes to either sample.
+    for (const q of [0.5, 0.9]) {
+      expect(at(during, q)).toBeLessThan(Math.max(at(before, q) * 3, at(before, q) + 10))
+    }
   })
 })
