@@ -1,15 +1,18 @@
 import rateLimit from '@fastify/rate-limit'
+import { authPlugin, verifierFromConfig } from '@task-manager/auth'
 import {
   type App,
   createDatabase,
   databasePlugin,
   migrateToLatest,
   serviceKit,
+  Upstream,
 } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import type { TaskServiceConfig } from './config.js'
 import type { TaskDatabase } from './db/schema.js'
 import { migrations } from './db/migrations/index.js'
+import { TaskAccess } from './tasks/access.js'
 import { purgeExpiredKeys } from './tasks/idempotency.js'
 import { taskRoutes } from './tasks/routes.js'
 
@@ -38,9 +41,25 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
   }
   await app.register(databasePlugin, { database })
 
+  await app.register(authPlugin, { mode: config.AUTH_MODE, verifier: verifierFromConfig(config) })
+  const projects = config.PROJECT_SERVICE_URL
+    ? new Upstream({
+        name: 'project-service',
+        baseUrl: config.PROJECT_SERVICE_URL,
+        timeoutMs: config.PROJECT_SERVICE_TIMEOUT_MS,
+        resetTimeoutMs: config.PROJECT_SERVICE_BREAKER_RESET_MS,
+        errorThresholdPercentage: config.PROJECT_SERVICE_BREAKER_ERROR_PERCENT,
+        volumeThreshold: config.PROJECT_SERVICE_BREAKER_MIN_CALLS,
+        registry: app.metrics.registry,
+      })
+    : null
+  app.addHook('onClose', async () => projects?.shutdown())
+
   await app.register(rateLimit, {
     global: false,
-    keyGenerator: (request) => request.ip,
+    // Per real client: the token's subject when there is one, else the address (behind a trusted proxy,
+    // the client's, from X-Forwarded-For; see TRUST_PROXY).
+    keyGenerator: (request) => (request.principal ? `user:${request.principal.id}` : `ip:${request.ip}`),
     errorResponseBuilder: (_request, context) => {
       const error = new Error(
         `Rate limit exceeded: at most ${context.max} requests per ${context.after === '1 minute' ? 'minute' : context.after}; retry in ${Math.ceil(context.ttl / 1000)} s`,
@@ -58,6 +77,7 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
       createsPerMinute: config.RATE_LIMIT_CREATES_PER_MINUTE,
     },
     idempotencyKeyTtlHours: config.IDEMPOTENCY_KEY_TTL_HOURS,
+    access: new TaskAccess(config.AUTH_MODE === 'disabled', projects),
   })
 
   const purge = setInterval(() => {

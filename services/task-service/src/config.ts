@@ -1,10 +1,19 @@
-import { BaseConfigProperties, DatabaseConfigProperties, loadConfig } from '@task-manager/service-kit'
+import { AuthConfigProperties } from '@task-manager/auth'
+import { BaseConfigProperties, ConfigError, DatabaseConfigProperties, loadConfig } from '@task-manager/service-kit'
 import { type Static, Type } from 'typebox'
 
 export const TaskServiceConfig = Type.Object({
   ...BaseConfigProperties,
   ...DatabaseConfigProperties,
+  ...AuthConfigProperties,
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8003 }),
+  PROJECT_SERVICE_URL: Type.Optional(
+    Type.String({ pattern: '^https?://', description: 'Base URL of the project-service; required with AUTH_MODE=required' }),
+  ),
+  PROJECT_SERVICE_TIMEOUT_MS: Type.Integer({ minimum: 50, default: 2000 }),
+  PROJECT_SERVICE_BREAKER_RESET_MS: Type.Integer({ minimum: 100, default: 5000 }),
+  PROJECT_SERVICE_BREAKER_ERROR_PERCENT: Type.Integer({ minimum: 1, maximum: 100, default: 50 }),
+  PROJECT_SERVICE_BREAKER_MIN_CALLS: Type.Integer({ minimum: 1, default: 10 }),
   RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),
   RATE_LIMIT_READS_PER_MINUTE: Type.Integer({ minimum: 1, default: 100 }),
   RATE_LIMIT_WRITES_PER_MINUTE: Type.Integer({ minimum: 1, default: 30 }),
@@ -13,4 +22,10 @@ export const TaskServiceConfig = Type.Object({
 })
 export type TaskServiceConfig = Static<typeof TaskServiceConfig>
 
-export const loadTaskServiceConfig = (env?: Record<string, string | undefined>) => loadConfig(TaskServiceConfig, env)
+export function loadTaskServiceConfig(env?: Record<string, string | undefined>): TaskServiceConfig {
+  const config = loadConfig(TaskServiceConfig, env)
+  if (config.AUTH_MODE === 'required' && !config.PROJECT_SERVICE_URL) {
+    throw new ConfigError('PROJECT_SERVICE_URL is required when AUTH_MODE=required (task access follows project membership)')
+  }
+  return config
+}

@@ -3,6 +3,7 @@ import type { FastifyContextConfig, FastifyReply, FastifyRequest } from 'fastify
 import type { Kysely } from 'kysely'
 import { Type } from 'typebox'
 import type { TaskDatabase, TaskRow } from '../db/schema.js'
+import type { TaskAccess } from './access.js'
 import { requestHash, runIdempotent } from './idempotency.js'
 import { etagOf, expectedVersions, preconditionFailed } from './preconditions.js'
 import { type NewTask, type TaskChanges, TaskRepository, toTask, type UpdateOutcome } from './repository.js'
@@ -30,6 +31,7 @@ export interface RateLimits {
 export interface TaskRoutesOptions {
   rateLimits: RateLimits
   idempotencyKeyTtlHours: number
+  access: TaskAccess
 }
 
 const ProblemRef = Type.Object(
@@ -81,8 +83,9 @@ function cleanTags(tags: string[]): string[] {
   return tags.map(stripHtml).map((tag) => tag.trim()).filter((tag) => tag.length > 0)
 }
 
-function newTaskFrom(body: TaskInput): NewTask {
-  if (body.user_id === undefined) {
+/** `assignee`: the body's user_id, else the caller; absent only with auth disabled and no token. */
+function newTaskFrom(body: TaskInput, assignee: number | undefined): NewTask {
+  if (assignee === undefined) {
     throw invalid([{ in: 'body', field: 'user_id', message: "must have required property 'user_id'" }])
   }
   return {
@@ -90,7 +93,7 @@ function newTaskFrom(body: TaskInput): NewTask {
     description: stripHtml(body.description ?? ''),
     status: body.status ?? 'todo',
     priority: body.priority ?? 'medium',
-    user_id: body.user_id,
+    user_id: assignee,
     project_id: body.project_id,
     due_date: parseDueDate(body.due_date),
     tags: cleanTags(body.tags ?? []),
@@ -130,7 +133,31 @@ function nextPageLink(request: FastifyRequest, cursor: string): string {
 
 export async function taskRoutes(app: App, options: TaskRoutesOptions) {
   const repository = new TaskRepository(app.db as Kysely<TaskDatabase>)
-  const { rateLimits } = options
+  const { rateLimits, access } = options
+  const preHandler = app.authenticate
+
+  /** The task, if it exists and the caller may read it; else 404 (the same answer either way). */
+  async function readable(request: FastifyRequest, id: number): Promise<TaskRow> {
+    const row = await repository.findById(id)
+    if (!row || !(await access.canRead(request, row.project_id))) throw notFound(id)
+    return row
+  }
+
+  /** The task, if the caller may change it (404 when invisible to them, 403 for viewers). */
+  async function writable(request: FastifyRequest, id: number): Promise<TaskRow> {
+    const row = await repository.findById(id)
+    if (!row) throw notFound(id)
+    await access.assertCanWrite(request, row.project_id, id)
+    return row
+  }
+
+  /** Moving a task to another project needs write access there; the assignee must be a member. */
+  async function checkTarget(request: FastifyRequest, current: TaskRow | undefined, projectId: number, userId: number) {
+    if (!current || current.project_id !== projectId) await access.assertCanWrite(request, projectId)
+    if (!current || current.project_id !== projectId || current.user_id !== userId) {
+      await access.assertAssignable(request, projectId, userId)
+    }
+  }
   const limit = (max: number): FastifyContextConfig =>
     rateLimits.enabled ? { rateLimit: { max, timeWindow: '1 minute' } } : {}
   const reads = limit(rateLimits.readsPerMinute)
@@ -147,17 +174,19 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
     '/tasks',
     {
       config: creates,
+      preHandler,
       schema: {
         summary: 'Create a task',
         description: 'Send an `Idempotency-Key` header to make retries safe: a repeat returns the first response.',
         tags: ['tasks'],
         headers: IdempotencyHeaders,
         body: TaskInputSchema,
-        response: { 201: Task, ...problems(400, 413, 415, 422, 429, 503) },
+        response: { 201: Task, ...problems(400, 401, 413, 415, 422, 429, 503) },
       },
     },
     async (request, reply) => {
-      const task = newTaskFrom(request.body)
+      const task = newTaskFrom(request.body, access.assigneeOf(request, request.body.user_id))
+      await checkTarget(request, undefined, task.project_id, task.user_id)
       const key = request.headers['idempotency-key']
       if (key === undefined) {
         const row = await repository.create(task)
@@ -165,7 +194,7 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
       }
       const outcome = await runIdempotent(
         app.db as Kysely<TaskDatabase>,
-        { scope: 'anonymous', key, hash: requestHash(request.body), ttlHours: options.idempotencyKeyTtlHours },
+        { scope: access.scope(request), key, hash: requestHash(request.body), ttlHours: options.idempotencyKeyTtlHours },
         async (trx) => {
           const row = await repository.create(task, trx)
           return { result: row, response: { status: 201, body: toTask(row) } }
@@ -188,17 +217,18 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
     '/tasks',
     {
       config: reads,
+      preHandler,
       schema: {
         summary: 'List tasks',
         description:
           'A JSON array, one page at a time (keyset pagination). When more rows exist the `Link` header holds the URL of the next page.',
         tags: ['tasks'],
         querystring: TaskListQuery,
-        response: { 200: Type.Array(Task), ...problems(422, 429, 503) },
+        response: { 200: Type.Array(Task), ...problems(401, 422, 429, 503) },
       },
     },
     async (request, reply) => {
-      const { rows, next } = await repository.list(request.query, { all: true })
+      const { rows, next } = await repository.list(request.query, await access.visibility(request))
       if (next) reply.header('link', nextPageLink(request, next))
       return rows.map(toTask)
     },
@@ -208,17 +238,16 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
     '/tasks/:id',
     {
       config: reads,
+      preHandler,
       schema: {
         summary: 'Get a task',
         tags: ['tasks'],
         params: TaskParams,
-        response: { 200: Task, ...problems(404, 422, 429, 503) },
+        response: { 200: Task, ...problems(401, 404, 422, 429, 503) },
       },
     },
     async (request, reply) => {
-      const row = await repository.findById(request.params.id)
-      if (!row) throw notFound(request.params.id)
-      return sendTask(reply, row)
+      return sendTask(reply, await readable(request, request.params.id))
     },
   )
 
@@ -226,6 +255,7 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
     '/tasks/:id',
     {
       config: writes,
+      preHandler,
       schema: {
         summary: 'Replace a task',
         description: 'Full replacement; omitted optional fields take their defaults. Honours `If-Match`.',
@@ -233,13 +263,16 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
         params: TaskParams,
         headers: IfMatchHeaders,
         body: TaskInputSchema,
-        response: { 200: Task, ...problems(400, 404, 412, 413, 415, 422, 429, 503) },
+        response: { 200: Task, ...problems(400, 401, 403, 404, 412, 413, 415, 422, 429, 503) },
       },
     },
     async (request, reply) => {
       const { id } = request.params
       const versions = expectedVersions(request.headers['if-match'], id)
-      const outcome = await repository.update(id, newTaskFrom(request.body), versions)
+      const current = await writable(request, id)
+      const replacement = newTaskFrom(request.body, access.assigneeOf(request, request.body.user_id))
+      await checkTarget(request, current, replacement.project_id, replacement.user_id)
+      const outcome = await repository.update(id, replacement, versions)
       return sendTask(reply, settle(id, outcome))
     },
   )
@@ -248,6 +281,7 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
     '/tasks/:id',
     {
       config: writes,
+      preHandler,
       schema: {
         summary: 'Update some fields of a task',
         description: 'JSON merge patch (RFC 7396). Honours `If-Match`.',
@@ -255,13 +289,16 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
         params: TaskParams,
         headers: IfMatchHeaders,
         body: TaskPatchSchema,
-        response: { 200: Task, ...problems(400, 404, 412, 413, 415, 422, 429, 503) },
+        response: { 200: Task, ...problems(400, 401, 403, 404, 412, 413, 415, 422, 429, 503) },
       },
     },
     async (request, reply) => {
       const { id } = request.params
       const versions = expectedVersions(request.headers['if-match'], id)
-      const outcome = await repository.update(id, changesFrom(request.body), versions)
+      const current = await writable(request, id)
+      const changes = changesFrom(request.body)
+      await checkTarget(request, current, changes.project_id ?? current.project_id, changes.user_id ?? current.user_id)
+      const outcome = await repository.update(id, changes, versions)
       return sendTask(reply, settle(id, outcome))
     },
   )
@@ -270,18 +307,20 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
     '/tasks/:id/status',
     {
       config: writes,
+      preHandler,
       schema: {
         summary: 'Change the status of a task',
         tags: ['tasks'],
         params: TaskParams,
         headers: IfMatchHeaders,
         body: StatusUpdate,
-        response: { 200: Task, ...problems(400, 404, 412, 422, 429, 503) },
+        response: { 200: Task, ...problems(400, 401, 403, 404, 412, 422, 429, 503) },
       },
     },
     async (request, reply) => {
       const { id } = request.params
       const versions = expectedVersions(request.headers['if-match'], id)
+      await writable(request, id)
       const outcome = await repository.update(id, { status: request.body.status }, versions)
       return sendTask(reply, settle(id, outcome))
     },
@@ -291,17 +330,20 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
     '/tasks/:id',
     {
       config: writes,
+      preHandler,
       schema: {
         summary: 'Delete a task',
         tags: ['tasks'],
         params: TaskParams,
         headers: IfMatchHeaders,
-        response: { 204: Type.Null(), ...problems(404, 412, 429, 503) },
+        response: { 204: Type.Null(), ...problems(401, 403, 404, 412, 429, 503) },
       },
     },
     async (request, reply) => {
       const { id } = request.params
-      const outcome = await repository.delete(id, expectedVersions(request.headers['if-match'], id))
+      const versions = expectedVersions(request.headers['if-match'], id)
+      await writable(request, id)
+      const outcome = await repository.delete(id, versions)
       if (outcome.kind === 'not_found') throw notFound(id)
       if (outcome.kind === 'stale') throw preconditionFailed(id)
       return reply.code(204).send(null)
