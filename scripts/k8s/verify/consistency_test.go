@@ -126,6 +126,7 @@ func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
 		if p.env["DISCOVERY_MODE"] != "" || p.env["TASK_SERVICE_URL"] != "" && p.env["USER_SERVICE_URL"] != "" {
 			checkGatewayWiring(t, p, plans)
 			runHelmTests(t, r, p, hostPorts)
+			measureMemory(t, p, plans, procs)
 		}
 	}
 	for _, p := range plans {
@@ -466,4 +467,76 @@ func runHelmTests(t *testing.T, r *Render, gw *plan, hostPorts map[string]int) {
 			t.Logf("helm test pod %s passes:\n%s", pod.Name, strings.TrimSpace(string(out)))
 		}
 	}
+}
+
+// measureMemory puts a bounded load on every process (readiness, which queries the database, metrics and
+// the OpenAPI document: the routes no rate limit guards; the gateway's proxied routes are rate limited per
+// client, so its proxy path is measured by its own benchmarks) and compares each process's peak RSS with
+// the memory limit its Deployment renders, with NODE_OPTIONS as rendered.
+func measureMemory(t *testing.T, gw *plan, plans []*plan, procs map[string]*running) {
+	const workers, perWorker = 16, 500
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	var urls []string
+	for _, p := range plans {
+		for _, path := range []string{p.container.ReadinessProbe.HTTPGet.Path, "/metrics", "/openapi.json"} {
+			urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path))
+		}
+	}
+	began := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failures := 0
+	statuses := map[string]int{}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < perWorker && time.Since(began) < 60*time.Second; i++ {
+				res, err := client.Get(urls[(w+i)%len(urls)])
+				if err == nil {
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+				}
+				if err != nil || res.StatusCode != 200 {
+					mu.Lock()
+					failures++
+					if err != nil {
+						statuses[err.Error()]++
+					} else {
+						statuses[fmt.Sprintf("%d %s", res.StatusCode, res.Request.URL.Path)]++
+					}
+					mu.Unlock()
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	total := workers * perWorker
+	t.Logf("load: %d requests (16 at a time) in %s, %d failed %v", total, time.Since(began).Round(time.Millisecond), failures, statuses)
+	if failures > total/100 {
+		t.Errorf("%d of %d requests failed under load", failures, total)
+	}
+	for _, p := range plans {
+		limit := p.container.Resources.Limits.Memory().Value()
+		peak := peakRSS(t, procs[p.name].cmd.Process.Pid)
+		t.Logf("%s: peak RSS %d MiB under load (limit %d MiB, request %d MiB, NODE_OPTIONS=%q)", p.name, peak>>20, limit>>20,
+			p.container.Resources.Requests.Memory().Value()>>20, p.env["NODE_OPTIONS"])
+		if peak >= limit*85/100 {
+			t.Errorf("%s: peak RSS %d MiB is within 15%% of its %d MiB limit", p.name, peak>>20, limit>>20)
+		}
+	}
+}
+
+// peakRSS is the process's high-water resident set (VmHWM) in bytes, from /proc (Linux).
+func peakRSS(t *testing.T, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("reading memory of pid %d: %v", pid, err)
+	}
+	m := regexp.MustCompile(`(?m)^VmHWM:\s+(\d+) kB`).FindStringSubmatch(string(data))
+	if m == nil {
+		t.Fatalf("no VmHWM for pid %d", pid)
+	}
+	kb, _ := strconv.ParseInt(m[1], 10, 64)
+	return kb << 10
 }
