@@ -32,7 +32,8 @@ export const BaseConfigProperties = {
   SHUTDOWN_DELAY_MS: Type.Integer({
     minimum: 0,
     default: 0,
-    description: 'Time between readiness turning 503 and the server closing, so load balancers stop routing here',
+    description:
+      'Time between readiness turning 503 and the server closing, so load balancers stop routing here',
   }),
   SHUTDOWN_GRACE_MS: Type.Integer({
     minimum: 100,

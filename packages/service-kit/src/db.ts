@@ -46,7 +46,14 @@ export async function pingDatabase(db: Kysely<any>): Promise<void> {
   await sql`select 1`.execute(db)
 }
 
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN'])
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EPIPE',
+  'EAI_AGAIN',
+])
 
 /**
  * True for errors meaning "the database can't be reached right now" (as opposed to a bad query):

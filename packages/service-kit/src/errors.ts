@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
-import FindMyWay from 'find-my-way'
 import fp from 'fastify-plugin'
+import FindMyWay from 'find-my-way'
 import { isDatabaseUnavailable } from './db.js'
 import { type FieldError, HttpProblem, problemType, sendProblem } from './problem.js'
 

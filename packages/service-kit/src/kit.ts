@@ -46,10 +46,7 @@ export interface ServiceIdentity {
 }
 
 /** Fastify options every service runs with. */
-export function serverOptions(
-  identity: ServiceIdentity,
-  config: ServerSettings,
-): FastifyServerOptions {
+export function serverOptions(identity: ServiceIdentity, config: ServerSettings): FastifyServerOptions {
   const trustProxy = config.TRUST_PROXY ?? 'loopback'
   return {
     trustProxy: trustProxy === 'false' ? false : trustProxy,
@@ -61,14 +58,13 @@ export function serverOptions(
     bodyLimit: BODY_LIMIT_BYTES,
     return503OnClosing: true,
     routerOptions: { ignoreTrailingSlash: true },
-    ajv: { customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true, allErrors: true } },
+    ajv: {
+      customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true, allErrors: true },
+    },
   }
 }
 
-export function createServer(
-  identity: ServiceIdentity,
-  config: ServerSettings,
-): App {
+export function createServer(identity: ServiceIdentity, config: ServerSettings): App {
   return Fastify(serverOptions(identity, config)).withTypeProvider<TypeBoxTypeProvider>()
 }
 
@@ -157,7 +153,12 @@ export interface RunOptions<O extends FastifyPluginOptions> {
  * readiness turns 503, after SHUTDOWN_DELAY_MS the server stops accepting, in-flight requests finish,
  * onClose hooks close pools; past SHUTDOWN_GRACE_MS the process exits with code 1.
  */
-export async function runService<O extends FastifyPluginOptions>({ identity, config, plugin, pluginOptions }: RunOptions<O>): Promise<App> {
+export async function runService<O extends FastifyPluginOptions>({
+  identity,
+  config,
+  plugin,
+  pluginOptions,
+}: RunOptions<O>): Promise<App> {
   const app = createServer(identity, config)
   if (config.AUTH_MODE === 'disabled') {
     app.log.warn('AUTH_MODE=disabled: authentication and authorization are OFF; never run this in production')
@@ -168,7 +169,8 @@ export async function runService<O extends FastifyPluginOptions>({ identity, con
     if (err) app.log.error({ err }, 'fatal error, shutting down')
     else app.log.info({ signal }, 'shutting down')
     app.readiness.shuttingDown = true
-    if (config.SHUTDOWN_DELAY_MS > 0) await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DELAY_MS))
+    if (config.SHUTDOWN_DELAY_MS > 0)
+      await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DELAY_MS))
     await app.close()
     app.log.info('shutdown complete')
   })

@@ -27,7 +27,11 @@ export const metricsPlugin = fp<MetricsOptions>(
     collectDefaultMetrics({ register: registry })
     // prom-client names these gauges `*_total`, which the Prometheus naming rules (and `promtool check
     // metrics`) reserve for counters; the same facts are in nodejs_active_{handles,requests,resources}.
-    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    for (const name of [
+      'nodejs_active_handles_total',
+      'nodejs_active_requests_total',
+      'nodejs_active_resources_total',
+    ]) {
       registry.removeSingleMetric(name)
     }
     const duration = new Histogram({

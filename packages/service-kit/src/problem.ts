@@ -51,7 +51,12 @@ export class HttpProblem extends Error {
 
 export const problemType = (slug: string) => `urn:task-manager:problem:${slug}`
 
-export function problemDocument(status: number, detail: string, request: FastifyRequest, options: ProblemOptions = {}) {
+export function problemDocument(
+  status: number,
+  detail: string,
+  request: FastifyRequest,
+  options: ProblemOptions = {},
+) {
   const doc: ProblemDocument = {
     type: options.type ?? 'about:blank',
     title: options.title ?? STATUS_CODES[status] ?? 'Error',

@@ -1,13 +1,20 @@
 import { execFileSync } from 'node:child_process'
 import { Writable } from 'node:stream'
-import { createDatabase, createServer, databasePlugin, HttpProblem, loadConfig, serviceKit } from '@task-manager/service-kit'
+import {
+  createDatabase,
+  createServer,
+  databasePlugin,
+  HttpProblem,
+  loadConfig,
+  serviceKit,
+} from '@task-manager/service-kit'
 import { useTestDatabase } from '@task-manager/testing'
 import Fastify from 'fastify'
 import { Type } from 'typebox'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { BaseConfigProperties, ConfigError } from '../src/config.js'
-import { loggerOptions, requestIdFrom } from '../src/logger.js'
 import { serverOptions } from '../src/kit.js'
+import { loggerOptions, requestIdFrom } from '../src/logger.js'
 
 const database = useTestDatabase()
 const identity = { service: 'kit-test', version: '1.2.3' }
@@ -24,8 +31,14 @@ function hasPromtool(): boolean {
 async function buildKitApp(databaseUrl: string) {
   const app = createServer(identity, { LOG_LEVEL: 'silent' })
   await app.register(serviceKit, identity)
-  await app.register(databasePlugin, { database: createDatabase({ connectionString: databaseUrl, connectionTimeoutMs: 500 }) })
-  app.post('/echo', { schema: { body: Type.Object({ name: Type.String({ minLength: 2 }) }) } }, async (request) => request.body)
+  await app.register(databasePlugin, {
+    database: createDatabase({ connectionString: databaseUrl, connectionTimeoutMs: 500 }),
+  })
+  app.post(
+    '/echo',
+    { schema: { body: Type.Object({ name: Type.String({ minLength: 2 }) }) } },
+    async (request) => request.body,
+  )
   app.get('/items/:id', async (request) => request.params)
   app.delete('/items/:id', async () => null)
   app.get('/boom', async () => {
@@ -70,20 +83,39 @@ describe('HTTP edges as problem+json', () => {
     expect(String(response.headers['content-type'])).toMatch(/^application\/problem\+json/)
 
   test('400 for malformed JSON', async () => {
-    const response = await app.inject({ method: 'POST', url: '/echo', headers: { 'content-type': 'application/json' }, payload: '{"name": ' })
+    const response = await app.inject({
+      method: 'POST',
+      url: '/echo',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"name": ',
+    })
     expect(response.statusCode).toBe(400)
     isProblem(response)
-    expect(response.json()).toMatchObject({ type: 'about:blank', title: 'Bad Request', status: 400, instance: '/echo' })
+    expect(response.json()).toMatchObject({
+      type: 'about:blank',
+      title: 'Bad Request',
+      status: 400,
+      instance: '/echo',
+    })
   })
 
   test('413 for a body over 1 MiB', async () => {
-    const response = await app.inject({ method: 'POST', url: '/echo', payload: { name: 'x'.repeat(1024 * 1024 + 1) } })
+    const response = await app.inject({
+      method: 'POST',
+      url: '/echo',
+      payload: { name: 'x'.repeat(1024 * 1024 + 1) },
+    })
     expect(response.statusCode).toBe(413)
     isProblem(response)
   })
 
   test('415 for a content type the route does not take', async () => {
-    const response = await app.inject({ method: 'POST', url: '/echo', headers: { 'content-type': 'text/csv' }, payload: 'a,b' })
+    const response = await app.inject({
+      method: 'POST',
+      url: '/echo',
+      headers: { 'content-type': 'text/csv' },
+      payload: 'a,b',
+    })
     expect(response.statusCode).toBe(415)
     isProblem(response)
   })
@@ -91,7 +123,9 @@ describe('HTTP edges as problem+json', () => {
   test('422 with field paths for a schema violation', async () => {
     const response = await app.inject({ method: 'POST', url: '/echo', payload: { name: 'x' } })
     expect(response.statusCode).toBe(422)
-    expect(response.json().errors).toEqual([{ in: 'body', field: 'name', message: expect.stringMatching(/fewer than 2/) }])
+    expect(response.json().errors).toEqual([
+      { in: 'body', field: 'name', message: expect.stringMatching(/fewer than 2/) },
+    ])
   })
 
   test('404 for an unknown route', async () => {
@@ -177,7 +211,12 @@ describe('logs', () => {
     expect(text).not.toContain('top-secret-token')
     expect(text).not.toContain('correct horse battery')
     const entry = JSON.parse(lines.find((line) => line.includes('login attempt')) as string)
-    expect(entry).toMatchObject({ level: 'info', service: 'kit-test', request_id: 'req-42', msg: 'login attempt' })
+    expect(entry).toMatchObject({
+      level: 'info',
+      service: 'kit-test',
+      request_id: 'req-42',
+      msg: 'login attempt',
+    })
     expect(entry.headers.authorization).toBe('[redacted]')
     expect(entry.body.password).toBe('[redacted]')
   })
@@ -190,7 +229,10 @@ describe('health and readiness', () => {
     const ready = await app.inject({ url: '/health/ready' })
     expect(ready.statusCode).toBe(200)
     expect(ready.json()).toEqual({ status: 'ready', checks: { database: 'ok' } })
-    expect((await app.inject({ url: '/health' })).json()).toMatchObject({ status: 'healthy', service: 'kit-test' })
+    expect((await app.inject({ url: '/health' })).json()).toMatchObject({
+      status: 'healthy',
+      service: 'kit-test',
+    })
     app.readiness.shuttingDown = true
     const draining = await app.inject({ url: '/health/ready' })
     expect(draining.statusCode).toBe(503)
@@ -204,7 +246,10 @@ describe('health and readiness', () => {
     const ready = await app.inject({ url: '/health/ready' })
     expect(ready.statusCode).toBe(503)
     expect(ready.json()).toEqual({ status: 'not_ready', checks: { database: 'down' } })
-    expect((await app.inject({ url: '/health' })).json()).toMatchObject({ status: 'unhealthy', service: 'kit-test' })
+    expect((await app.inject({ url: '/health' })).json()).toMatchObject({
+      status: 'unhealthy',
+      service: 'kit-test',
+    })
     expect((await app.inject({ url: '/health/live' })).statusCode).toBe(200)
     await app.close()
   })
@@ -219,9 +264,16 @@ describe('metrics', () => {
     const response = await app.inject({ url: '/metrics' })
     expect(response.statusCode).toBe(200)
     const text = response.body
-    const count = text.split('\n').find((line) => line.startsWith('http_server_request_duration_seconds_count') && line.includes('route="/items/:id"'))
+    const count = text
+      .split('\n')
+      .find(
+        (line) =>
+          line.startsWith('http_server_request_duration_seconds_count') &&
+          line.includes('route="/items/:id"'),
+      )
     expect(count).toBeDefined()
-    for (const label of ['method="GET"', 'status_code="200"', 'service="kit-test"']) expect(count).toContain(label)
+    for (const label of ['method="GET"', 'status_code="200"', 'service="kit-test"'])
+      expect(count).toContain(label)
     expect(count?.endsWith(' 2')).toBe(true)
     expect(text).toMatch(/route="unmatched",status_code="404"/)
     expect(text).not.toMatch(/\/nowhere\/123/)
@@ -229,12 +281,15 @@ describe('metrics', () => {
     await app.close()
   })
 
-  test.skipIf(!hasPromtool() && !process.env.REQUIRE_PROMTOOL)('the exposition passes promtool check metrics', async () => {
-    const app = await buildKitApp(database.url)
-    await app.inject({ url: '/items/1' })
-    const { body } = await app.inject({ url: '/metrics' })
-    await app.close()
-    const output = execFileSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' })
-    expect(output).not.toMatch(/error/i)
-  })
+  test.skipIf(!hasPromtool() && !process.env.REQUIRE_PROMTOOL)(
+    'the exposition passes promtool check metrics',
+    async () => {
+      const app = await buildKitApp(database.url)
+      await app.inject({ url: '/items/1' })
+      const { body } = await app.inject({ url: '/metrics' })
+      await app.close()
+      const output = execFileSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' })
+      expect(output).not.toMatch(/error/i)
+    },
+  )
 })

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, inject } from 'vitest'
 import { createTestDatabase, type TestDatabase } from './database.js'
 
 export { createTestDatabase, type TestDatabase } from './database.js'
-export { freePort, startEmbeddedPostgres, startPostgres, type PostgresServer } from './postgres.js'
+export { freePort, type PostgresServer, startEmbeddedPostgres, startPostgres } from './postgres.js'
 
 /**
  * Gives the calling test file its own fresh database for its lifetime. Read `.url` inside tests or

@@ -37,7 +37,11 @@ async function fromTestcontainers(log: (line: string) => void): Promise<Postgres
   const container = await new PostgreSqlContainer('postgres:18.1-alpine').start()
   const url = new URL(container.getConnectionUri())
   url.pathname = '/postgres'
-  return { adminUrl: url.toString(), source: 'testcontainers', stop: async () => void (await container.stop()) }
+  return {
+    adminUrl: url.toString(),
+    source: 'testcontainers',
+    stop: async () => void (await container.stop()),
+  }
 }
 
 /** Real PostgreSQL binaries from the npm registry, in a throw-away data directory. */

@@ -10,8 +10,8 @@ import {
 } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import type { TaskServiceConfig } from './config.js'
-import type { TaskDatabase } from './db/schema.js'
 import { migrations } from './db/migrations/index.js'
+import type { TaskDatabase } from './db/schema.js'
 import { TaskAccess } from './tasks/access.js'
 import { purgeExpiredKeys } from './tasks/idempotency.js'
 import { taskRoutes } from './tasks/routes.js'
@@ -81,7 +81,9 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
   })
 
   const purge = setInterval(() => {
-    purgeExpiredKeys(database.db).catch((error) => app.log.warn({ err: error }, 'purging idempotency keys failed'))
+    purgeExpiredKeys(database.db).catch((error) =>
+      app.log.warn({ err: error }, 'purging idempotency keys failed'),
+    )
   }, 3_600_000)
   purge.unref()
   app.addHook('onClose', async () => clearInterval(purge))

@@ -1,5 +1,10 @@
 import { AuthConfigProperties } from '@task-manager/auth'
-import { BaseConfigProperties, ConfigError, DatabaseConfigProperties, loadConfig } from '@task-manager/service-kit'
+import {
+  BaseConfigProperties,
+  ConfigError,
+  DatabaseConfigProperties,
+  loadConfig,
+} from '@task-manager/service-kit'
 import { type Static, Type } from 'typebox'
 
 export const TaskServiceConfig = Type.Object({
@@ -8,7 +13,10 @@ export const TaskServiceConfig = Type.Object({
   ...AuthConfigProperties,
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8003 }),
   PROJECT_SERVICE_URL: Type.Optional(
-    Type.String({ pattern: '^https?://', description: 'Base URL of the project-service; required with AUTH_MODE=required' }),
+    Type.String({
+      pattern: '^https?://',
+      description: 'Base URL of the project-service; required with AUTH_MODE=required',
+    }),
   ),
   PROJECT_SERVICE_TIMEOUT_MS: Type.Integer({ minimum: 50, default: 2000 }),
   PROJECT_SERVICE_BREAKER_RESET_MS: Type.Integer({ minimum: 100, default: 5000 }),
@@ -25,7 +33,9 @@ export type TaskServiceConfig = Static<typeof TaskServiceConfig>
 export function loadTaskServiceConfig(env?: Record<string, string | undefined>): TaskServiceConfig {
   const config = loadConfig(TaskServiceConfig, env)
   if (config.AUTH_MODE === 'required' && !config.PROJECT_SERVICE_URL) {
-    throw new ConfigError('PROJECT_SERVICE_URL is required when AUTH_MODE=required (task access follows project membership)')
+    throw new ConfigError(
+      'PROJECT_SERVICE_URL is required when AUTH_MODE=required (task access follows project membership)',
+    )
   }
   return config
 }

@@ -4,7 +4,11 @@ import { loadTaskServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 
 const config = loadTaskServiceConfig()
-const { db, close } = createDatabase({ connectionString: config.DATABASE_URL, max: 1, applicationName: 'task-service-migrate' })
+const { db, close } = createDatabase({
+  connectionString: config.DATABASE_URL,
+  max: 1,
+  applicationName: 'task-service-migrate',
+})
 try {
   await migrateToLatest(db, migrations, (line) => console.log(line))
   console.log('task-service: migrations up to date')

@@ -91,7 +91,12 @@ beforeEach(() => {
 
 async function createAs(user: number, body: Record<string, unknown> = {}) {
   const { user_id: _ignored, ...task } = validTask
-  return app.inject({ method: 'POST', url: '/tasks', headers: as(user), payload: { ...task, project_id: 1, ...body } })
+  return app.inject({
+    method: 'POST',
+    url: '/tasks',
+    headers: as(user),
+    payload: { ...task, project_id: 1, ...body },
+  })
 }
 
 describe('authentication', () => {
@@ -104,7 +109,11 @@ describe('authentication', () => {
     ['PATCH', '/tasks/1/status'],
     ['DELETE', '/tasks/1'],
   ] as const)('%s %s without a token: 401 problem with a Bearer challenge', async (method, url) => {
-    const response = await app.inject({ method, url, payload: method === 'GET' || method === 'DELETE' ? undefined : validTask })
+    const response = await app.inject({
+      method,
+      url,
+      payload: method === 'GET' || method === 'DELETE' ? undefined : validTask,
+    })
     expect(response.statusCode).toBe(401)
     expect(response.headers['www-authenticate']).toMatch(/^Bearer/)
     expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)
@@ -145,9 +154,19 @@ describe('object-level authorization', () => {
   test('outsiders cannot change or delete a task they cannot see: 404, and nothing changes', async () => {
     const task = (await createAs(ALICE)).json()
     const attempts = [
-      app.inject({ method: 'PUT', url: `/tasks/${task.id}`, headers: as(BOB), payload: { title: 'x', project_id: 1 } }),
+      app.inject({
+        method: 'PUT',
+        url: `/tasks/${task.id}`,
+        headers: as(BOB),
+        payload: { title: 'x', project_id: 1 },
+      }),
       app.inject({ method: 'PATCH', url: `/tasks/${task.id}`, headers: as(BOB), payload: { title: 'x' } }),
-      app.inject({ method: 'PATCH', url: `/tasks/${task.id}/status`, headers: as(BOB), payload: { status: 'done' } }),
+      app.inject({
+        method: 'PATCH',
+        url: `/tasks/${task.id}/status`,
+        headers: as(BOB),
+        payload: { status: 'done' },
+      }),
       app.inject({ method: 'DELETE', url: `/tasks/${task.id}`, headers: as(BOB) }),
     ]
     for (const response of await Promise.all(attempts)) expect(response.statusCode).toBe(404)
@@ -156,7 +175,12 @@ describe('object-level authorization', () => {
 
   test('viewers read but may not write: 403', async () => {
     const task = (await createAs(ALICE)).json()
-    const patch = await app.inject({ method: 'PATCH', url: `/tasks/${task.id}`, headers: as(CAROL), payload: { title: 'x' } })
+    const patch = await app.inject({
+      method: 'PATCH',
+      url: `/tasks/${task.id}`,
+      headers: as(CAROL),
+      payload: { title: 'x' },
+    })
     expect(patch.statusCode).toBe(403)
     expect((await createAs(CAROL)).statusCode).toBe(403)
     const del = await app.inject({ method: 'DELETE', url: `/tasks/${task.id}`, headers: as(CAROL) })
@@ -165,9 +189,19 @@ describe('object-level authorization', () => {
 
   test('editors write; moving a task needs write access to the target project', async () => {
     const task = (await createAs(ALICE)).json()
-    const edited = await app.inject({ method: 'PATCH', url: `/tasks/${task.id}`, headers: as(DAVE), payload: { title: 'by Dave' } })
+    const edited = await app.inject({
+      method: 'PATCH',
+      url: `/tasks/${task.id}`,
+      headers: as(DAVE),
+      payload: { title: 'by Dave' },
+    })
     expect(edited.statusCode).toBe(200)
-    const move = await app.inject({ method: 'PATCH', url: `/tasks/${task.id}`, headers: as(ALICE), payload: { project_id: 2 } })
+    const move = await app.inject({
+      method: 'PATCH',
+      url: `/tasks/${task.id}`,
+      headers: as(ALICE),
+      payload: { project_id: 2 },
+    })
     expect(move.statusCode).toBe(422)
     const moved = await app.inject({
       method: 'PATCH',
@@ -201,8 +235,18 @@ describe('object-level authorization', () => {
   test('Idempotency-Keys are per caller: the same key from two users creates two tasks', async () => {
     const headers = (user: number) => ({ ...as(user), 'idempotency-key': 'shared-key' })
     const { user_id: _ignored, ...task } = validTask
-    const a = await app.inject({ method: 'POST', url: '/tasks', headers: headers(ALICE), payload: { ...task, project_id: 1 } })
-    const d = await app.inject({ method: 'POST', url: '/tasks', headers: headers(DAVE), payload: { ...task, project_id: 1 } })
+    const a = await app.inject({
+      method: 'POST',
+      url: '/tasks',
+      headers: headers(ALICE),
+      payload: { ...task, project_id: 1 },
+    })
+    const d = await app.inject({
+      method: 'POST',
+      url: '/tasks',
+      headers: headers(DAVE),
+      payload: { ...task, project_id: 1 },
+    })
     expect(a.statusCode).toBe(201)
     expect(d.statusCode).toBe(201)
     expect(a.json().id).not.toBe(d.json().id)
@@ -210,18 +254,24 @@ describe('object-level authorization', () => {
 })
 
 describe('when the project-service cannot answer', () => {
-  test.each(['error', 'slow'] as const)('%s: 503 problem with Retry-After, nothing written, never a silent accept', async (mode) => {
-    const task = (await createAs(ALICE)).json()
-    projects.mode = mode
-    const before = await countRows(database.url, 'tasks')
-    const started = Date.now()
-    const create = await createAs(ALICE)
-    expect(create.statusCode).toBe(503)
-    expect(create.headers['retry-after']).toBeDefined()
-    expect(create.json()).toMatchObject({ type: 'urn:task-manager:problem:dependency-unavailable', upstream: 'project-service' })
-    expect((await app.inject({ url: `/tasks/${task.id}`, headers: as(ALICE) })).statusCode).toBe(503)
-    expect((await app.inject({ url: '/tasks', headers: as(ALICE) })).statusCode).toBe(503)
-    expect(Date.now() - started).toBeLessThan(2500)
-    expect(await countRows(database.url, 'tasks')).toBe(before)
-  })
+  test.each(['error', 'slow'] as const)(
+    '%s: 503 problem with Retry-After, nothing written, never a silent accept',
+    async (mode) => {
+      const task = (await createAs(ALICE)).json()
+      projects.mode = mode
+      const before = await countRows(database.url, 'tasks')
+      const started = Date.now()
+      const create = await createAs(ALICE)
+      expect(create.statusCode).toBe(503)
+      expect(create.headers['retry-after']).toBeDefined()
+      expect(create.json()).toMatchObject({
+        type: 'urn:task-manager:problem:dependency-unavailable',
+        upstream: 'project-service',
+      })
+      expect((await app.inject({ url: `/tasks/${task.id}`, headers: as(ALICE) })).statusCode).toBe(503)
+      expect((await app.inject({ url: '/tasks', headers: as(ALICE) })).statusCode).toBe(503)
+      expect(Date.now() - started).toBeLessThan(2500)
+      expect(await countRows(database.url, 'tasks')).toBe(before)
+    },
+  )
 })

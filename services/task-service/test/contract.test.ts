@@ -101,7 +101,12 @@ describe('the original contract', () => {
       payload: { status: 'in_progress' },
     })
     expect(response.statusCode).toBe(200)
-    expect(response.json()).toMatchObject({ ...created, status: 'in_progress', version: 2, updated_at: expect.any(String) })
+    expect(response.json()).toMatchObject({
+      ...created,
+      status: 'in_progress',
+      version: 2,
+      updated_at: expect.any(String),
+    })
   })
 
   test('DELETE /tasks/{id}: 204 with no body, then 404', async () => {
@@ -216,7 +221,11 @@ describe('JSON merge patch', () => {
     const created = (await create(validTask)).json()
     const empty = await app.inject({ method: 'PATCH', url: `/tasks/${created.id}`, payload: {} })
     expect(empty.statusCode).toBe(422)
-    const nullTitle = await app.inject({ method: 'PATCH', url: `/tasks/${created.id}`, payload: { title: null } })
+    const nullTitle = await app.inject({
+      method: 'PATCH',
+      url: `/tasks/${created.id}`,
+      payload: { title: null },
+    })
     expect(nullTitle.statusCode).toBe(422)
   })
 })

@@ -45,10 +45,21 @@ const serverEntry = fileURLToPath(new URL('../src/server.ts', import.meta.url))
 /** The real task-service as its own OS process (TypeScript sources through tsx), ready to serve. */
 export async function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=@task-manager/source', serverEntry], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', AUTH_MODE: 'disabled', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--conditions=@task-manager/source', serverEntry],
+    {
+      env: {
+        ...process.env,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        LOG_LEVEL: 'info',
+        AUTH_MODE: 'disabled',
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   let output = ''
   child.stdout?.on('data', (chunk) => {
     output += chunk

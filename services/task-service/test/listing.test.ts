@@ -17,10 +17,39 @@ interface TaskBody {
 beforeAll(async () => {
   app = await buildApp(database.url)
   const seed = [
-    { title: 'Alpha report', priority: 'low', status: 'todo', tags: ['docs'], due_date: '2026-12-03T00:00:00Z', project_id: 1 },
-    { title: 'Beta launch', priority: 'high', status: 'in_progress', tags: ['ops', 'release'], due_date: '2026-12-01T00:00:00Z', project_id: 1 },
-    { title: 'Gamma', description: 'fix the 100% CPU_bug', priority: 'medium', status: 'done', tags: [], due_date: null, project_id: 2 },
-    { title: 'Delta review', priority: 'high', status: 'todo', tags: ['release'], due_date: '2026-12-02T00:00:00Z', project_id: 2 },
+    {
+      title: 'Alpha report',
+      priority: 'low',
+      status: 'todo',
+      tags: ['docs'],
+      due_date: '2026-12-03T00:00:00Z',
+      project_id: 1,
+    },
+    {
+      title: 'Beta launch',
+      priority: 'high',
+      status: 'in_progress',
+      tags: ['ops', 'release'],
+      due_date: '2026-12-01T00:00:00Z',
+      project_id: 1,
+    },
+    {
+      title: 'Gamma',
+      description: 'fix the 100% CPU_bug',
+      priority: 'medium',
+      status: 'done',
+      tags: [],
+      due_date: null,
+      project_id: 2,
+    },
+    {
+      title: 'Delta review',
+      priority: 'high',
+      status: 'todo',
+      tags: ['release'],
+      due_date: '2026-12-02T00:00:00Z',
+      project_id: 2,
+    },
   ]
   for (const task of seed) {
     const response = await app.inject({ method: 'POST', url: '/tasks', payload: { user_id: 9, ...task } })
@@ -127,7 +156,11 @@ describe('keyset pagination', () => {
     const before = await titles('project_id=3&limit=200')
     expect(before).toEqual([])
     for (let i = 0; i < 30; i++) {
-      await app.inject({ method: 'POST', url: '/tasks', payload: { title: `scan ${i}`, user_id: 3, project_id: 3 } })
+      await app.inject({
+        method: 'POST',
+        url: '/tasks',
+        payload: { title: `scan ${i}`, user_id: 3, project_id: 3 },
+      })
     }
     const seen: string[] = []
     let url: string | null = '/tasks?project_id=3&limit=7'
@@ -136,7 +169,11 @@ describe('keyset pagination', () => {
       const response = await app.inject({ url })
       seen.push(...response.json().map((task: TaskBody) => task.title))
       // Insert more rows between pages: they sort after the cursor and must appear exactly once.
-      await app.inject({ method: 'POST', url: '/tasks', payload: { title: `late ${inserted++}`, user_id: 3, project_id: 3 } })
+      await app.inject({
+        method: 'POST',
+        url: '/tasks',
+        payload: { title: `late ${inserted++}`, user_id: 3, project_id: 3 },
+      })
       const link = response.headers.link as string | undefined
       url = link ? (/^<([^>]+)>/.exec(link)?.[1] ?? null) : null
     }

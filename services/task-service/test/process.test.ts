@@ -1,5 +1,5 @@
-import { startEmbeddedPostgres, useTestDatabase } from '@task-manager/testing'
 import { get } from 'node:http'
+import { startEmbeddedPostgres, useTestDatabase } from '@task-manager/testing'
 import { describe, expect, test } from 'vitest'
 import { countRows, startServiceProcess, validTask } from './helpers.js'
 

@@ -1,5 +1,5 @@
 import type { Principal } from '@task-manager/auth'
-import { HttpProblem, propagationHeaders, problemType, type Upstream } from '@task-manager/service-kit'
+import { HttpProblem, problemType, propagationHeaders, type Upstream } from '@task-manager/service-kit'
 import type { FastifyRequest } from 'fastify'
 import type { Visibility } from './repository.js'
 
@@ -52,9 +52,12 @@ export class TaskAccess {
   /** `userId`'s role in `projectId`, or null when not a member (or no such project). */
   async roleOf(request: FastifyRequest, projectId: number, userId: number): Promise<ProjectRole | null> {
     if (!this.projects) return null
-    const response = await this.projects.get<{ role: ProjectRole }>(`projects/${projectId}/members/${userId}`, {
-      headers: this.headers(request),
-    })
+    const response = await this.projects.get<{ role: ProjectRole }>(
+      `projects/${projectId}/members/${userId}`,
+      {
+        headers: this.headers(request),
+      },
+    )
     return response.status === 200 ? (response.body?.role ?? null) : null
   }
 
@@ -95,11 +98,16 @@ export class TaskAccess {
     const role = await this.roleOf(request, projectId, principal.id)
     if (role === 'owner' || role === 'editor') return
     if (role === 'viewer') {
-      throw new HttpProblem(403, `You are a viewer of project ${projectId}; only its owners and editors change tasks`, {
-        type: problemType('forbidden'),
-      })
+      throw new HttpProblem(
+        403,
+        `You are a viewer of project ${projectId}; only its owners and editors change tasks`,
+        {
+          type: problemType('forbidden'),
+        },
+      )
     }
-    if (taskId !== undefined && principal.role !== 'admin') throw new HttpProblem(404, `Task ${taskId} not found`)
+    if (taskId !== undefined && principal.role !== 'admin')
+      throw new HttpProblem(404, `Task ${taskId} not found`)
     throw new HttpProblem(422, `Project ${projectId} does not exist or you are not a member of it`, {
       type: problemType('validation-failed'),
       errors: [{ in: 'body', field: 'project_id', message: 'is not a project you are a member of' }],

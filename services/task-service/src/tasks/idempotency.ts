@@ -8,7 +8,9 @@ export interface StoredResponse {
   body: unknown
 }
 
-export type IdempotentOutcome<T> = { replayed: false; result: T } | { replayed: true; response: StoredResponse }
+export type IdempotentOutcome<T> =
+  | { replayed: false; result: T }
+  | { replayed: true; response: StoredResponse }
 
 export function requestHash(body: unknown): string {
   return createHash('sha256').update(JSON.stringify(body)).digest('hex')
@@ -82,6 +84,9 @@ export async function runIdempotent<T>(
 
 /** Removes keys past their lifetime; run periodically. */
 export async function purgeExpiredKeys(db: Kysely<TaskDatabase>): Promise<number> {
-  const result = await db.deleteFrom('idempotency_keys').where('expires_at', '<', new Date()).executeTakeFirst()
+  const result = await db
+    .deleteFrom('idempotency_keys')
+    .where('expires_at', '<', new Date())
+    .executeTakeFirst()
   return Number(result.numDeletedRows)
 }

@@ -21,7 +21,11 @@ export function expectedVersions(ifMatch: string | undefined, id: number): numbe
 }
 
 export function preconditionFailed(id: number): HttpProblem {
-  return new HttpProblem(412, `Task ${id} has changed since you read it; fetch it again and reapply your change`, {
-    type: problemType('precondition-failed'),
-  })
+  return new HttpProblem(
+    412,
+    `Task ${id} has changed since you read it; fetch it again and reapply your change`,
+    {
+      type: problemType('precondition-failed'),
+    },
+  )
 }

@@ -34,7 +34,10 @@ export function toTask(row: TaskRow): Task {
   }
 }
 
-export type UpdateOutcome = { kind: 'updated'; task: TaskRow } | { kind: 'not_found' } | { kind: 'stale'; current: TaskRow }
+export type UpdateOutcome =
+  | { kind: 'updated'; task: TaskRow }
+  | { kind: 'not_found' }
+  | { kind: 'stale'; current: TaskRow }
 
 /** What a list query may see: everything, or only tasks in these projects (an authorization scope). */
 export type Visibility = { all: true } | { projectIds: number[] }
@@ -71,7 +74,10 @@ export class TaskRepository {
     return this.db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst()
   }
 
-  async create(task: NewTask, trx: Kysely<TaskDatabase> | Transaction<TaskDatabase> = this.db): Promise<TaskRow> {
+  async create(
+    task: NewTask,
+    trx: Kysely<TaskDatabase> | Transaction<TaskDatabase> = this.db,
+  ): Promise<TaskRow> {
     return trx.insertInto('tasks').values(task).returningAll().executeTakeFirstOrThrow()
   }
 
@@ -107,7 +113,10 @@ export class TaskRepository {
    * One page of tasks in (sort key, id) order, resuming strictly after the cursor. Keyset pagination:
    * rows inserted during a scan never shift later pages, so there are no duplicates or gaps.
    */
-  async list(query: TaskListQuery, visibility: Visibility): Promise<{ rows: TaskRow[]; next: string | null }> {
+  async list(
+    query: TaskListQuery,
+    visibility: Visibility,
+  ): Promise<{ rows: TaskRow[]; next: string | null }> {
     const sortParam = query.sort ?? 'created_at'
     const descending = sortParam.startsWith('-')
     const field = (descending ? sortParam.slice(1) : sortParam) as SortField
@@ -123,10 +132,13 @@ export class TaskRepository {
     if (query.project_id !== undefined) select = select.where('project_id', '=', query.project_id)
     if (query.status !== undefined) select = select.where('status', '=', query.status)
     if (query.priority !== undefined) select = select.where('priority', '=', query.priority)
-    if (query.tag !== undefined) select = select.where(sql<boolean>`tags @> array[${query.tag}]::varchar(50)[]`)
+    if (query.tag !== undefined)
+      select = select.where(sql<boolean>`tags @> array[${query.tag}]::varchar(50)[]`)
     if (query.q !== undefined) {
       const pattern = `%${escapeLike(query.q)}%`
-      select = select.where((eb) => eb.or([eb('title', 'ilike', pattern), eb('description', 'ilike', pattern)]))
+      select = select.where((eb) =>
+        eb.or([eb('title', 'ilike', pattern), eb('description', 'ilike', pattern)]),
+      )
     }
     if (query.due_before !== undefined) select = select.where('due_date', '<', new Date(query.due_before))
     if (query.due_after !== undefined) select = select.where('due_date', '>', new Date(query.due_after))

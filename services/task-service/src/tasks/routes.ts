@@ -80,7 +80,10 @@ function cleanTitle(title: string): string {
 }
 
 function cleanTags(tags: string[]): string[] {
-  return tags.map(stripHtml).map((tag) => tag.trim()).filter((tag) => tag.length > 0)
+  return tags
+    .map(stripHtml)
+    .map((tag) => tag.trim())
+    .filter((tag) => tag.length > 0)
 }
 
 /** `assignee`: the body's user_id, else the caller; absent only with auth disabled and no token. */
@@ -152,7 +155,12 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
   }
 
   /** Moving a task to another project needs write access there; the assignee must be a member. */
-  async function checkTarget(request: FastifyRequest, current: TaskRow | undefined, projectId: number, userId: number) {
+  async function checkTarget(
+    request: FastifyRequest,
+    current: TaskRow | undefined,
+    projectId: number,
+    userId: number,
+  ) {
     if (!current || current.project_id !== projectId) await access.assertCanWrite(request, projectId)
     if (!current || current.project_id !== projectId || current.user_id !== userId) {
       await access.assertAssignable(request, projectId, userId)
@@ -177,7 +185,8 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
       preHandler,
       schema: {
         summary: 'Create a task',
-        description: 'Send an `Idempotency-Key` header to make retries safe: a repeat returns the first response.',
+        description:
+          'Send an `Idempotency-Key` header to make retries safe: a repeat returns the first response.',
         tags: ['tasks'],
         headers: IdempotencyHeaders,
         body: TaskInputSchema,
@@ -194,7 +203,12 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
       }
       const outcome = await runIdempotent(
         app.db as Kysely<TaskDatabase>,
-        { scope: access.scope(request), key, hash: requestHash(request.body), ttlHours: options.idempotencyKeyTtlHours },
+        {
+          scope: access.scope(request),
+          key,
+          hash: requestHash(request.body),
+          ttlHours: options.idempotencyKeyTtlHours,
+        },
         async (trx) => {
           const row = await repository.create(task, trx)
           return { result: row, response: { status: 201, body: toTask(row) } }
@@ -297,7 +311,12 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
       const versions = expectedVersions(request.headers['if-match'], id)
       const current = await writable(request, id)
       const changes = changesFrom(request.body)
-      await checkTarget(request, current, changes.project_id ?? current.project_id, changes.user_id ?? current.user_id)
+      await checkTarget(
+        request,
+        current,
+        changes.project_id ?? current.project_id,
+        changes.user_id ?? current.user_id,
+      )
       const outcome = await repository.update(id, changes, versions)
       return sendTask(reply, settle(id, outcome))
     },

@@ -1,10 +1,18 @@
 import sanitizeHtml from 'sanitize-html'
 
-const NO_HTML: sanitizeHtml.IOptions = { allowedTags: [], allowedAttributes: {}, disallowedTagsMode: 'discard' }
+const NO_HTML: sanitizeHtml.IOptions = {
+  allowedTags: [],
+  allowedAttributes: {},
+  disallowedTagsMode: 'discard',
+}
 
 /** sanitize-html returns HTML-escaped text; we store plain text, so undo exactly its four escapes. */
-function unescape(text: string): string {
-  return text.replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&quot;', '"').replaceAll('&amp;', '&')
+function unescapeHtml(text: string): string {
+  return text
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>')
+    .replaceAll('&quot;', '"')
+    .replaceAll('&amp;', '&')
 }
 
 /**
@@ -16,7 +24,7 @@ export function stripHtml(input: string): string {
   let text = input
   for (let i = 0; i < 5; i++) {
     if (!text.includes('<') && !text.includes('&')) return text
-    const next = unescape(sanitizeHtml(text, NO_HTML))
+    const next = unescapeHtml(sanitizeHtml(text, NO_HTML))
     if (next === text) return text
     text = next
   }

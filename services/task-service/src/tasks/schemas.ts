@@ -1,6 +1,10 @@
 import { type Static, Type } from 'typebox'
 
-export const TaskStatus = Type.Union([Type.Literal('todo'), Type.Literal('in_progress'), Type.Literal('done')])
+export const TaskStatus = Type.Union([
+  Type.Literal('todo'),
+  Type.Literal('in_progress'),
+  Type.Literal('done'),
+])
 export const TaskPriority = Type.Union([Type.Literal('low'), Type.Literal('medium'), Type.Literal('high')])
 
 /** ISO 8601 date or date-time; a date-time without an offset is taken as UTC. */
@@ -13,9 +17,16 @@ export const DueDate = Type.Union([
   Type.Null(),
 ])
 
-export const Title = Type.String({ minLength: 1, maxLength: 200, description: 'HTML is stripped; must not be empty after' })
+export const Title = Type.String({
+  minLength: 1,
+  maxLength: 200,
+  description: 'HTML is stripped; must not be empty after',
+})
 export const Description = Type.String({ maxLength: 2000, description: 'HTML is stripped' })
-export const Tags = Type.Array(Type.String({ maxLength: 50 }), { maxItems: 20, description: 'HTML is stripped' })
+export const Tags = Type.Array(Type.String({ maxLength: 50 }), {
+  maxItems: 20,
+  description: 'HTML is stripped',
+})
 export const PositiveId = Type.Integer({ minimum: 1, maximum: 2_147_483_647 })
 
 export const Task = Type.Object(
@@ -84,7 +95,9 @@ export const TaskListQuery = Type.Object(
     status: Type.Optional(TaskStatus),
     priority: Type.Optional(TaskPriority),
     tag: Type.Optional(Type.String({ minLength: 1, maxLength: 50 })),
-    q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Text in title or description' })),
+    q: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 200, description: 'Text in title or description' }),
+    ),
     due_before: Type.Optional(Type.String({ format: 'date-time' })),
     due_after: Type.Optional(Type.String({ format: 'date-time' })),
     sort: Type.Optional(
@@ -94,7 +107,9 @@ export const TaskListQuery = Type.Object(
       ),
     ),
     limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-    cursor: Type.Optional(Type.String({ maxLength: 500, description: 'Opaque; from the `Link: rel="next"` header' })),
+    cursor: Type.Optional(
+      Type.String({ maxLength: 500, description: 'Opaque; from the `Link: rel="next"` header' }),
+    ),
   },
   { additionalProperties: false },
 )
