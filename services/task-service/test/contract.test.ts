@@ -229,3 +229,16 @@ describe('JSON merge patch', () => {
     expect(nullTitle.statusCode).toBe(422)
   })
 })
+
+describe('OpenAPI', () => {
+  test('/openapi.json documents every task route from the route schemas', async () => {
+    const response = await app.inject({ url: '/openapi.json' })
+    expect(response.statusCode).toBe(200)
+    const doc = response.json()
+    expect(doc.openapi).toBe('3.1.0')
+    expect(Object.keys(doc.paths).sort()).toEqual(['/tasks', '/tasks/{id}', '/tasks/{id}/status'])
+    expect(Object.keys(doc.paths['/tasks/{id}']).sort()).toEqual(['delete', 'get', 'patch', 'put'])
+    expect(doc.paths['/tasks'].post.responses['201']).toBeDefined()
+    expect(doc.paths['/tasks'].get.parameters.map((p: { name: string }) => p.name)).toContain('cursor')
+  })
+})
