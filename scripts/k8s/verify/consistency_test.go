@@ -392,12 +392,25 @@ func checkDrain(t *testing.T, p *plan, rn *running) {
 	}
 	select {
 	case <-rn.exited:
+	case <-time.After(3 * time.Second):
+		// Still draining after 3 s with no request in flight: show what it is waiting for.
+		out, _ := exec.Command("ss", "-tanp").CombinedOutput()
+		var mine []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, fmt.Sprintf("pid=%d,", rn.cmd.Process.Pid)) {
+				mine = append(mine, line)
+			}
+		}
+		t.Logf("%s: still running 3s after SIGTERM; its sockets:\n%s", p.name, strings.Join(mine, "\n"))
+	}
+	select {
+	case <-rn.exited:
 		if rn.err != nil {
 			t.Errorf("%s: exited with %v after SIGTERM\n%s", p.name, rn.err, rn.output.tail())
 			return
 		}
 		t.Logf("%s: SIGTERM -> clean exit in %s (budget %s)", p.name, time.Since(began).Round(time.Millisecond), budget)
-	case <-time.After(budget):
+	case <-time.After(budget - time.Since(began)):
 		t.Errorf("%s: still running %s after SIGTERM; the kubelet would SIGKILL it", p.name, budget)
 	}
 }
