@@ -1,0 +1,203 @@
+// `pnpm start`: the whole Task Manager on this machine. See docs/local-development.md.
+//   pnpm start [--auth required|disabled] [--reset] [--data-dir DIR] [--host IP] [--base-port N]
+//              [--postgres-port N] [--raw-logs]
+// TASK_DATABASE_URL, USER_DATABASE_URL, PROJECT_DATABASE_URL: your own databases instead of the embedded one.
+
+import { relative } from 'node:path'
+import { parseArgs } from 'node:util'
+import { paint, prefix, renderLine, useColour } from './logs.ts'
+import {
+  type DatabaseService,
+  launch,
+  ROOT,
+  type RunningSystem,
+  type ServiceName,
+  StartError,
+} from './system.ts'
+
+const HELP = `Usage: pnpm start [options]
+
+Starts PostgreSQL (embedded, data in .data/), migrates, and runs task-service :8003, user-service :8004,
+project-service :8005 and the gateway :8006 as separate processes, with their logs interleaved.
+
+Options:
+  --auth required|disabled   AUTH_MODE of every service (default required; disabled = the original open API)
+  --reset                    wipe the data directory first (all users, projects, tasks, the signing key)
+  --data-dir DIR             where the database, passwords and signing key live (default .data)
+  --host IP                  interface the services listen on (default 127.0.0.1)
+  --base-port N              task-service N, user-service N+1, project-service N+2, gateway N+3 (default 8003)
+  --postgres-port N          port of the embedded PostgreSQL (default 54320)
+  --raw-logs                 print the services' JSON log lines as they are
+  -h, --help                 this text
+
+Environment:
+  TASK_DATABASE_URL, USER_DATABASE_URL, PROJECT_DATABASE_URL   a service's own database instead of the
+                             embedded server (all three given: no embedded server at all)
+  LOG_LEVEL, ADMIN_EMAIL, ADMIN_PASSWORD, JWT_PRIVATE_KEYS, …  passed on to the services
+`
+
+function fail(message: string): never {
+  console.error(`pnpm start: ${message}\n\n${HELP}`)
+  process.exit(64)
+}
+
+const { values } = (() => {
+  try {
+    return parseArgs({
+      options: {
+        auth: { type: 'string', default: 'required' },
+        reset: { type: 'boolean', default: false },
+        'data-dir': { type: 'string' },
+        host: { type: 'string', default: '127.0.0.1' },
+        'base-port': { type: 'string', default: '8003' },
+        'postgres-port': { type: 'string', default: '54320' },
+        'raw-logs': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+    })
+  } catch (error) {
+    fail((error as Error).message)
+  }
+})()
+
+if (values.help) {
+  console.log(HELP)
+  process.exit(0)
+}
+if (values.auth !== 'required' && values.auth !== 'disabled')
+  fail(`--auth must be required or disabled, not ${values.auth}`)
+const basePort = Number(values['base-port'])
+const postgresPort = Number(values['postgres-port'])
+if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65532) fail('--base-port must be a port number')
+if (!Number.isInteger(postgresPort) || postgresPort < 1 || postgresPort > 65535)
+  fail('--postgres-port must be a port number')
+
+const colour = useColour()
+const out = (service: string, line: string) => process.stdout.write(`${prefix(service, colour)} ${line}\n`)
+const step = (message: string) => out('launcher', message)
+const auth = values.auth as 'required' | 'disabled'
+
+const databaseUrls: Partial<Record<DatabaseService, string>> = {}
+for (const [name, variable] of [
+  ['task-service', 'TASK_DATABASE_URL'],
+  ['user-service', 'USER_DATABASE_URL'],
+  ['project-service', 'PROJECT_DATABASE_URL'],
+] as const) {
+  const value = process.env[variable]
+  if (value) databaseUrls[name] = value
+}
+
+let system: RunningSystem | undefined
+let stopping = false
+
+async function shutdown(code: number, reason: string) {
+  if (stopping) return
+  stopping = true
+  step(`${reason}: stopping the services, then PostgreSQL`)
+  const started = Date.now()
+  try {
+    await system?.stop()
+    step(`stopped in ${Date.now() - started} ms`)
+  } catch (error) {
+    step(`stop failed: ${(error as Error).message}`)
+    code = code || 1
+  }
+  process.exit(code)
+}
+
+let interrupts = 0
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    interrupts++
+    if (interrupts > 1 && system) {
+      step('second interrupt: killing the services now')
+      for (const service of Object.values(system.services)) service.child?.kill('SIGKILL')
+      void system.postgres?.stop().finally(() => process.exit(130))
+      return
+    }
+    void shutdown(0, `${signal} received`)
+  })
+}
+
+try {
+  system = await launch({
+    auth,
+    reset: values.reset,
+    dataDir: values['data-dir'],
+    host: values.host,
+    ports: {
+      'task-service': basePort,
+      'user-service': basePort + 1,
+      'project-service': basePort + 2,
+      gateway: basePort + 3,
+    },
+    postgresPort,
+    databaseUrls,
+    progress: step,
+    onLog: (service, line) => out(service, values['raw-logs'] ? line : renderLine(line, colour)),
+    onUnexpectedExit: (service: ServiceName, code, signal) => {
+      if (stopping || !system) return
+      const lines = system.services[service].lastLines().slice(-15)
+      step(
+        paint(
+          colour,
+          31,
+          `${service} exited unexpectedly (${signal ?? `code ${code}`}); its last log lines:`,
+        ),
+      )
+      for (const line of lines) out(service, line)
+      void shutdown(1, `${service} is down`)
+    },
+  })
+} catch (error) {
+  if (error instanceof StartError) {
+    step(paint(colour, 31, `${error.service} failed to start: ${error.message}. Its last log lines:`))
+    for (const line of error.lastLines) out(error.service, line)
+    step('the other services and PostgreSQL were stopped')
+  } else {
+    step(paint(colour, 31, `start failed: ${(error as Error).stack ?? error}`))
+  }
+  process.exit(1)
+}
+
+if (!stopping) {
+  const gateway = system.gatewayUrl
+  const shownHost = values.host === '127.0.0.1' || values.host === '0.0.0.0' ? 'localhost' : values.host
+  const api = `${shownHost}:${basePort + 3}`
+  const dataDir = relative(ROOT, system.dataDir) || '.'
+  const bold = (text: string) => paint(colour, 1, text)
+  const lines = [
+    '',
+    bold(
+      `Task Manager is running — auth mode: ${auth}${auth === 'disabled' ? ' (the original open API, no tokens)' : ''}`,
+    ),
+    '',
+    `  gateway (the API)  ${gateway}      ← use this one`,
+    ...(['task-service', 'user-service', 'project-service'] as const).map(
+      (name) => `  ${name.padEnd(17)}  ${system?.services[name].url}      /health /metrics /openapi.json`,
+    ),
+    system.postgres
+      ? `  PostgreSQL         127.0.0.1:${system.postgres.port}   databases tasks, users, projects (data in ${dataDir}/, --reset wipes it)`
+      : '  PostgreSQL         your own (TASK_/USER_/PROJECT_DATABASE_URL)',
+    `  health             curl -s ${api}/health`,
+    '',
+  ]
+  if (auth === 'required') {
+    lines.push(
+      bold('Get a token:'),
+      `  curl -s ${api}/users -H 'content-type: application/json' -d '{"email":"ada@example.com","name":"Ada","password":"correct horse battery staple"}'`,
+      `  TOKEN=$(curl -s ${api}/auth/token -H 'content-type: application/json' -d '{"email":"ada@example.com","password":"correct horse battery staple"}' | jq -r .access_token)`,
+      `  curl -s ${api}/projects -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"name":"Launch"}'`,
+      '  Tokens last 15 minutes; the signing key is kept in the data directory, so they survive a restart.',
+    )
+  } else {
+    lines.push(
+      bold('Try it:'),
+      `  curl -s ${api}/tasks -H 'content-type: application/json' -d '{"title":"Write the docs","user_id":1,"project_id":1}'`,
+      `  curl -s ${api}/tasks`,
+    )
+  }
+  lines.push('', 'Stop with Ctrl-C (services first, then PostgreSQL).', '')
+  process.stdout.write(`${lines.join('\n')}\n`)
+}
