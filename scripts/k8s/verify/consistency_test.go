@@ -292,9 +292,11 @@ func start(t *testing.T, p *plan) *running {
 	return rn
 }
 
+// probeClient asks like the kubelet does: one connection per probe, no keep-alive.
+var probeClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
 func get(url string) (int, string, http.Header, error) {
-	client := http.Client{Timeout: 2 * time.Second}
-	res, err := client.Get(url)
+	res, err := probeClient.Get(url)
 	if err != nil {
 		return 0, "", nil, err
 	}
@@ -488,7 +490,9 @@ func runHelmTests(t *testing.T, r *Render, gw *plan, hostPorts map[string]int) {
 // the memory limit its Deployment renders, with NODE_OPTIONS as rendered.
 func measureMemory(t *testing.T, gw *plan, plans []*plan, procs map[string]*running) {
 	const workers, perWorker = 16, 500
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	transport := &http.Transport{MaxIdleConnsPerHost: workers}
+	defer transport.CloseIdleConnections() // a client that is done hangs up, as a load balancer drains
+	client := &http.Client{Timeout: 5 * time.Second, Transport: transport}
 	var urls []string
 	for _, p := range plans {
 		for _, path := range []string{p.container.ReadinessProbe.HTTPGet.Path, "/metrics", "/openapi.json"} {
