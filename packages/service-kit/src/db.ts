@@ -3,6 +3,7 @@ import fp from 'fastify-plugin'
 import { Kysely, PostgresDialect, sql } from 'kysely'
 import { type Migration, Migrator } from 'kysely/migration'
 import pg from 'pg'
+import { registerPool } from './prepared.js'
 
 // int8 (COUNT(*), bigserial) as a JS number: our ids and counts stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10))
@@ -38,6 +39,7 @@ export function createDatabase<DB>(options: DatabaseOptions): Database<DB> {
   // An idle client whose server went away emits 'error' on the pool; unhandled it would kill the process.
   pool.on('error', (error) => options.onPoolError?.(error))
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
+  registerPool(db, pool)
   return { db, pool, close: () => db.destroy() }
 }
 
