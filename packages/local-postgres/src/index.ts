@@ -87,6 +87,8 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   const { postgres, initdb } = await binaries()
   const user = await postgresUser()
   await mkdir(options.dataDir, { recursive: true })
+  // The `postgres` OS user must reach the cluster inside; the secrets next to it stay 0600.
+  if (user) await chmod(options.dataDir, 0o711)
   const clusterDir = join(options.dataDir, 'pgdata')
   const password = await persistentSecret(join(options.dataDir, 'postgres-superuser-password'))
 
