@@ -69,6 +69,14 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
     healthRoute: false,
   })
 
+  // Draining: clients keep connections alive (an ingress keeps a pool to every pod), and such a connection would
+  // hold the process open until the shutdown grace period runs out. Once shutdown has begun, every answer closes
+  // its connection, so clients move to other replicas and the server can finish.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (app.readiness.shuttingDown) reply.header('connection', 'close')
+    done(null, payload)
+  })
+
   const log = app.log
   const upstream = (name: string, url: string) =>
     new Upstream({

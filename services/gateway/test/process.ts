@@ -7,8 +7,13 @@ const http = require('node:http')
 const server = http.createServer((req, res) => {
   req.resume()
   req.on('end', () => {
-    res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(JSON.stringify({ service: process.env.NAME, pid: process.pid, url: req.url }))
+    const answer = () => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ service: process.env.NAME, pid: process.pid, url: req.url }))
+    }
+    // '…/slow' answers after 600 ms: a request in flight while the gateway is told to stop.
+    if (req.url.endsWith('/slow')) setTimeout(answer, 600)
+    else answer()
   })
 })
 server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
