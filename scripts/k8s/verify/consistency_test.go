@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -114,6 +115,15 @@ func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
 			}
 			t.Logf("%s: init container %s ran %v", p.name, init.Name, init.Command)
 		}
+	}
+	// The services listen on the ports their Deployments render; another process on one of them would
+	// answer in their place, so that is reported as what it is.
+	for _, p := range plans {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p.port))
+		if err != nil {
+			t.Fatalf("%s: its rendered port %d is taken by another process on this machine: %v", p.name, p.port, err)
+		}
+		l.Close()
 	}
 	procs := map[string]*running{}
 	for _, p := range plans {
