@@ -347,17 +347,18 @@ export async function launch(options: LaunchOptions = {}): Promise<RunningSystem
     const all = Object.values(services)
     progress(`services: starting ${all.map((service) => `${service.name} :${service.port}`).join(', ')}`)
     const startedServices = Date.now()
-    const results = await Promise.allSettled(
-      all.map(async (service) => {
-        const at = Date.now()
-        await service.start()
-        progress(`services: ${service.name} ready on :${service.port} in ${Date.now() - at} ms`)
-      }),
-    )
-    const failed = results.find((result) => result.status === 'rejected')
-    if (failed) {
+    const starting = all.map(async (service) => {
+      const at = Date.now()
+      await service.start()
+      progress(`services: ${service.name} ready on :${service.port} in ${Date.now() - at} ms`)
+    })
+    try {
+      await Promise.all(starting)
+    } catch (error) {
+      // The first failure stops the rest at once (they may still be starting).
       await stopAll(all)
-      throw (failed as PromiseRejectedResult).reason
+      await Promise.allSettled(starting)
+      throw error
     }
     progress(`services: all ready in ${Date.now() - startedServices} ms`)
 

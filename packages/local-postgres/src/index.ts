@@ -240,6 +240,8 @@ export async function provisionServiceDatabase(adminUrl: string, spec: ServiceDa
     if (!databaseExists) await client.query(`create database ${database} owner ${role}`)
     await client.query(`revoke connect, temporary on database ${database} from public`)
     await client.query(`grant connect, temporary on database ${database} to ${role}`)
+    // The maintenance database is the superuser's only.
+    await client.query('revoke connect, temporary on database postgres from public')
   } finally {
     await client.end()
   }
@@ -248,4 +250,18 @@ export async function provisionServiceDatabase(adminUrl: string, spec: ServiceDa
   url.password = encodeURIComponent(spec.password)
   url.pathname = `/${spec.database}`
   return url.toString()
+}
+
+/** Opens and closes one session: undefined when it worked, else PostgreSQL's refusal. */
+export async function connectionError(url: string): Promise<string | undefined> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 })
+  try {
+    await client.connect()
+    await client.query('select 1')
+    return undefined
+  } catch (error) {
+    return (error as Error).message
+  } finally {
+    await client.end().catch(() => {})
+  }
 }

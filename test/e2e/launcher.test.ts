@@ -1,0 +1,185 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, test } from 'vitest'
+import { connectionError } from '../../packages/local-postgres/src/index.ts'
+import { launch, ROOT, StartError } from '../../scripts/start/system.ts'
+import { freePort, waitFor } from './helpers.ts'
+
+// `pnpm start` itself: the command-line launcher as a real process, and how the launcher fails.
+
+const dataDirs: string[] = []
+afterAll(async () => {
+  await Promise.all(dataDirs.map((dir) => rm(dir, { recursive: true, force: true })))
+})
+
+async function tempDir() {
+  const dir = await mkdtemp(join(tmpdir(), 'task-manager-launcher-'))
+  dataDirs.push(dir)
+  return dir
+}
+
+const isFree = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+  })
+
+/** A base port N with N…N+3 free (the launcher's --base-port layout). */
+async function freeBasePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 20_000)
+    const free = await Promise.all([0, 1, 2, 3].map((offset) => isFree(base + offset)))
+    if (free.every(Boolean)) return base
+  }
+  throw new Error('no four consecutive free ports')
+}
+
+function startCli(args: string[]): { child: ChildProcess; output: () => string } {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--conditions=@task-manager/source', 'scripts/start/main.ts', ...args],
+    {
+      cwd: ROOT,
+      env: { ...process.env, PASSWORD_SCRYPT_LOG_N: '12', NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
+  let output = ''
+  child.stdout?.on('data', (chunk) => {
+    output += chunk
+  })
+  child.stderr?.on('data', (chunk) => {
+    output += chunk
+  })
+  return { child, output: () => output }
+}
+
+describe('pnpm start', () => {
+  test('starts everything with progress and a ready banner, isolates the databases, stops in order on SIGINT', async () => {
+    const dataDir = await tempDir()
+    const base = await freeBasePort()
+    const postgresPort = await freePort()
+    const cli = startCli([
+      '--data-dir',
+      dataDir,
+      '--base-port',
+      String(base),
+      '--postgres-port',
+      String(postgresPort),
+    ])
+    try {
+      await waitFor('the ready banner', async () => cli.output().includes('Task Manager is running'), 90_000)
+      const output = cli.output()
+      for (const step of ['PostgreSQL: ready', 'migrations: up to date', 'services: all ready']) {
+        expect(output).toContain(step)
+      }
+      expect(output).toContain('auth mode: required')
+      expect(output).toContain(`curl -s localhost:${base + 3}/auth/token`)
+      // Interleaved, compact service logs with their prefix.
+      expect(output).toMatch(/^gateway\s+│ \d\d:\d\d:\d\d\.\d{3} INFO /m)
+
+      const health = await fetch(`http://127.0.0.1:${base + 3}/health`)
+      expect(await health.json()).toEqual({
+        gateway: 'healthy',
+        services: { 'task-service': 'healthy', 'user-service': 'healthy', 'project-service': 'healthy' },
+      })
+
+      // One role per database; no role can open another service's database.
+      const url = async (role: string, database: string) => {
+        const password = (await readFile(join(dataDir, `${role}-password`), 'utf8')).trim()
+        return `postgres://${role}:${encodeURIComponent(password)}@127.0.0.1:${postgresPort}/${database}`
+      }
+      expect(await connectionError(await url('task_service', 'tasks'))).toBeUndefined()
+      expect(await connectionError(await url('task_service', 'users'))).toMatch(/permission denied/)
+      expect(await connectionError(await url('user_service', 'projects'))).toMatch(/permission denied/)
+      expect(await connectionError(await url('project_service', 'tasks'))).toMatch(/permission denied/)
+      expect(await connectionError(await url('project_service', 'postgres'))).toMatch(/permission denied/)
+
+      const exited = once(cli.child, 'exit')
+      cli.child.kill('SIGINT')
+      const [code] = await exited
+      expect(code).toBe(0)
+      const shutdown = cli.output().slice(output.length)
+      // The services stop first (the gateway before the rest), PostgreSQL last.
+      expect(shutdown.indexOf('gateway')).toBeLessThan(shutdown.indexOf('shutdown complete'))
+      expect(shutdown.match(/shutdown complete/g)).toHaveLength(4)
+      expect(shutdown).toMatch(/stopped in \d+ ms/)
+      for (const offset of [0, 1, 2, 3]) expect(await isFree(base + offset)).toBe(true)
+      expect(await isFree(postgresPort)).toBe(true)
+    } finally {
+      cli.child.kill('SIGKILL')
+    }
+  }, 120_000)
+
+  test('refuses unknown options with its usage', async () => {
+    const cli = startCli(['--auth', 'sometimes'])
+    const [code] = await once(cli.child, 'exit')
+    expect(code).toBe(64)
+    expect(cli.output()).toContain('--auth must be required or disabled')
+    expect(cli.output()).toContain('Usage: pnpm start')
+  })
+})
+
+describe('a service that cannot start', () => {
+  async function ports() {
+    return {
+      'task-service': await freePort(),
+      'user-service': await freePort(),
+      'project-service': await freePort(),
+      gateway: await freePort(),
+    }
+  }
+
+  test('is named with its last log lines, and everything else is stopped', async () => {
+    const taken = await ports()
+    const postgresPort = await freePort()
+    // Something else holds the task-service's port (and never answers HTTP).
+    const squatter = createServer((socket) => socket.destroy())
+    await new Promise<void>((resolve) => squatter.listen(taken['task-service'], '127.0.0.1', resolve))
+    try {
+      const failure = await launch({
+        dataDir: await tempDir(),
+        ports: taken,
+        postgresPort,
+        postgresSettings: { fsync: 'off' },
+      }).then(
+        () => undefined,
+        (error: unknown) => error,
+      )
+      expect(failure).toBeInstanceOf(StartError)
+      const error = failure as StartError
+      expect(error.service).toBe('task-service')
+      expect(error.message).toMatch(/^task-service exited during start/)
+      expect(error.lastLines.join('\n')).toContain('EADDRINUSE')
+      const others = [taken['user-service'], taken['project-service'], taken.gateway, postgresPort]
+      for (const port of others) expect(await isFree(port)).toBe(true)
+    } finally {
+      squatter.close()
+    }
+  }, 120_000)
+
+  test('a configuration its migrations refuse is named before any service starts', async () => {
+    const postgresPort = await freePort()
+    const failure = await launch({
+      dataDir: await tempDir(),
+      ports: await ports(),
+      postgresPort,
+      postgresSettings: { fsync: 'off' },
+      // Below the schema's minimum: the task-service refuses its configuration.
+      env: { 'task-service': { PROJECT_SERVICE_TIMEOUT_MS: '1' } },
+    }).then(
+      () => undefined,
+      (error: unknown) => error,
+    )
+    expect(failure).toBeInstanceOf(StartError)
+    expect((failure as StartError).service).toBe('task-service')
+    expect((failure as StartError).message).toMatch(/migrations of task-service failed/)
+    expect((failure as StartError).lastLines.join('\n')).toContain('PROJECT_SERVICE_TIMEOUT_MS')
+    expect(await isFree(postgresPort)).toBe(true)
+  }, 120_000)
+})
