@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `pnpm bench`: the database read path micro-benchmark, then the whole local system under load, each figure
+# twice; writes bench-results/*.json (raw), docs/benchmarks.json and the tables in docs/benchmarks.md.
+#   pnpm bench            # about 6 minutes on 2 cores
+#   pnpm bench --smoke    # about a minute: proves the benchmark still works, writes no docs
+# Installs nothing. Needs taskset (util-linux), wrk and nginx for every figure; when one is missing it
+# says so and skips only the figures that need it. Everything listens on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="/opt/node24/bin:$PATH"
+
+SMOKE=""
+for arg in "$@"; do
+  case "$arg" in
+    --smoke) SMOKE="--smoke" ;;
+    *) echo "usage: pnpm bench [--smoke]" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for tool in taskset wrk nginx; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "" >&2
+  echo "[bench] !!! missing: ${missing[*]} (apt-get install -y wrk nginx util-linux); the figures needing them are SKIPPED" >&2
+  echo "" >&2
+fi
+if [ "$(nproc)" -lt 2 ]; then
+  echo "[bench] !!! only $(nproc) CPU: servers and load generator cannot be pinned apart; figures are not comparable" >&2
+fi
+
+echo "[bench] building the packages and services (tsc)" >&2
+for pkg in packages/service-kit packages/auth services/user-service services/project-service services/task-service services/gateway; do
+  (cd "$pkg" && ../../node_modules/.bin/tsc -p tsconfig.build.json)
+done
+
+mkdir -p bench-results
+run() { node --conditions=@task-manager/source --import tsx "$@"; }
+echo "[bench] 1/2 task-service database read path" >&2
+run scripts/bench/db-read.ts $SMOKE >bench-results/db-read.json
+echo "[bench] 2/2 the local system under load" >&2
+run scripts/bench/system.ts $SMOKE >bench-results/system.json
+BENCH_COMMAND="pnpm bench${SMOKE:+ $SMOKE}" run scripts/bench/report.ts $SMOKE
+if [ -z "$SMOKE" ]; then
+  node_modules/.bin/biome format --write docs/benchmarks.json >/dev/null 2>&1 || true
+fi
