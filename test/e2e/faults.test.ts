@@ -261,38 +261,44 @@ describe('faults', () => {
     await sleep(700)
     const signalled = performance.now()
     const child = taskService.child
-    await taskService.kill('SIGTERM', 10_000)
-    const took = performance.now() - signalled
-    await sleep(300)
-    stopped = true
-    await Promise.all(readers)
-    await load.stop()
+    let took = Number.POSITIVE_INFINITY
+    try {
+      await taskService.kill('SIGTERM', 10_000)
+      took = performance.now() - signalled
+      await sleep(300)
+    } finally {
+      stopped = true
+      await Promise.all(readers)
+      await load.stop()
+      if (!taskService.running) await taskService.start()
+    }
 
-    const counts = Object.entries(
-      reads.reduce<Record<number, number>>(
-        (all, read) => ({ ...all, [read.status]: (all[read.status] ?? 0) + 1 }),
-        {},
-      ),
-    )
+    const counts: Record<number, number> = {}
+    for (const read of reads) counts[read.status] = (counts[read.status] ?? 0) + 1
     console.log(
-      `SIGTERM under load: reads by status ${JSON.stringify(Object.fromEntries(counts))}; ${load.acknowledged()} of ${load.writes.length} creates acknowledged`,
+      `SIGTERM under load: reads by status ${JSON.stringify(counts)}; ${load.acknowledged()} of ${load.writes.length} creates acknowledged; exited in ${took.toFixed(0)} ms`,
     )
     expect(child?.exitCode).toBe(0)
     expect(took).toBeLessThan(5000)
-    console.log(`task-service drained and exited in ${took.toFixed(0)} ms`)
 
-    // Every failure is the gateway saying the service is gone (never a 500 from the draining service,
-    // never a timeout): requests it had accepted were answered.
+    // Never a 500 from the draining service, never a timeout: requests it had accepted were answered.
     const failures = reads.filter((read) => read.status !== 200)
     expect(reads.filter((read) => read.status === 200).length).toBeGreaterThan(20)
     expect(failures.filter((read) => read.status !== 503)).toEqual([])
-    for (const failure of failures) {
-      expect((failure.body as { detail: string }).detail).toMatch(
-        /task-service|closing|shutting|unavailable/i,
-      )
-    }
+    // A 503 is either the gateway saying the task-service is gone (problem+json naming it), or Fastify
+    // refusing a request that arrived on a kept-alive connection while the server was closing
+    // (`return503OnClosing`, with Connection: close): refused before any handler ran, never half-done.
+    const refusedWhileClosing = failures.filter(
+      (read) => (read.body as { message?: string }).message === 'Service Unavailable',
+    )
+    const fromGateway = failures.filter((read) =>
+      /^task-service is (unavailable|failing)/.test((read.body as { detail?: string }).detail ?? ''),
+    )
+    console.log(
+      `SIGTERM failures: ${fromGateway.length} from the gateway after the exit, ${refusedWhileClosing.length} refused by the closing server`,
+    )
+    expect(fromGateway.length + refusedWhileClosing.length).toBe(failures.length)
 
-    await taskService.start()
     await waitFor(
       '/tasks to answer 200 again',
       async () => (await system.api('GET', '/tasks?limit=1')).status === 200,
