@@ -56,7 +56,9 @@ export function serverOptions(identity: ServiceIdentity, config: ServerSettings)
     // One log line per request, written by the service kit's onResponse hook.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit: BODY_LIMIT_BYTES,
-    return503OnClosing: true,
+    // Requests still arriving on open connections while closing are served (with Connection: close)
+    // rather than refused with Fastify's non-problem 503: nothing that reached the service fails.
+    return503OnClosing: false,
     routerOptions: { ignoreTrailingSlash: true },
     ajv: {
       customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true, allErrors: true },
@@ -89,11 +91,12 @@ export interface ServiceKitOptions extends ServiceIdentity {
  */
 export const serviceKit = fp<ServiceKitOptions>(
   async (app: FastifyInstance, options) => {
-    app.addHook('onRequest', async (request, reply) => {
+    app.addHook('onSend', (request, reply, payload, done) => {
       reply.header('x-request-id', request.id)
-      // While draining, every response closes its connection so keep-alive clients reconnect elsewhere
-      // instead of holding this process open until the keep-alive timeout.
+      // While draining, every response (in flight at SIGTERM or arriving after it) closes its connection,
+      // so keep-alive clients reconnect elsewhere instead of holding this process open.
       if (app.readiness.shuttingDown) reply.header('connection', 'close')
+      done(null, payload)
     })
     app.addHook('onResponse', async (request, reply) => {
       const fields = {

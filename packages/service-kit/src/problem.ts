@@ -1,5 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { Type } from 'typebox'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
 
@@ -80,4 +81,21 @@ export function sendProblem(
     .code(status)
     .type(PROBLEM_CONTENT_TYPE)
     .send(JSON.stringify(problemDocument(status, detail, reply.request, options)))
+}
+
+/** The problem document as a response schema, for route schemas and the OpenAPI document. */
+export const ProblemSchema = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    detail: Type.String(),
+    instance: Type.Optional(Type.String()),
+  },
+  { additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' },
+)
+
+/** `response` schema entries for the problem statuses a route can answer, e.g. `...problemResponses(404, 422)`. */
+export function problemResponses(...codes: number[]): Record<number, typeof ProblemSchema> {
+  return Object.fromEntries(codes.map((code) => [code, ProblemSchema]))
 }

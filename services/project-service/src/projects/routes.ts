@@ -1,4 +1,10 @@
-import { type App, HttpProblem, problemType, propagationHeaders } from '@task-manager/service-kit'
+import {
+  type App,
+  HttpProblem,
+  problemResponses,
+  problemType,
+  propagationHeaders,
+} from '@task-manager/service-kit'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { MemberRole, MemberRow } from '../db/schema.js'
@@ -27,17 +33,7 @@ export interface ProjectRoutesOptions {
   maxMembersPerProject: number
 }
 
-const ProblemRef = Type.Object(
-  {
-    type: Type.String(),
-    title: Type.String(),
-    status: Type.Integer(),
-    detail: Type.String(),
-    instance: Type.Optional(Type.String()),
-  },
-  { additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' },
-)
-const problems = (...codes: number[]) => Object.fromEntries(codes.map((code) => [code, ProblemRef]))
+const problems = problemResponses
 
 function encodeCursor(afterId: number): string {
   return Buffer.from(JSON.stringify({ after: afterId })).toString('base64url')

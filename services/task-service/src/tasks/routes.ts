@@ -1,4 +1,10 @@
-import { type App, type FieldError, HttpProblem, problemType } from '@task-manager/service-kit'
+import {
+  type App,
+  type FieldError,
+  HttpProblem,
+  problemResponses,
+  problemType,
+} from '@task-manager/service-kit'
 import type { FastifyContextConfig, FastifyReply, FastifyRequest } from 'fastify'
 import type { Kysely } from 'kysely'
 import { Type } from 'typebox'
@@ -34,17 +40,7 @@ export interface TaskRoutesOptions {
   access: TaskAccess
 }
 
-const ProblemRef = Type.Object(
-  {
-    type: Type.String(),
-    title: Type.String(),
-    status: Type.Integer(),
-    detail: Type.String(),
-    instance: Type.Optional(Type.String()),
-  },
-  { additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' },
-)
-const problems = (...codes: number[]) => Object.fromEntries(codes.map((code) => [code, ProblemRef]))
+const problems = problemResponses
 
 function notFound(id: number): HttpProblem {
   return new HttpProblem(404, `Task ${id} not found`)

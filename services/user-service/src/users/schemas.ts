@@ -82,14 +82,4 @@ export const Jwks = Type.Object({
   ),
 })
 
-export const ProblemRef = Type.Object(
-  {
-    type: Type.String(),
-    title: Type.String(),
-    status: Type.Integer(),
-    detail: Type.String(),
-    instance: Type.Optional(Type.String()),
-  },
-  { additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' },
-)
-export const problems = (...codes: number[]) => Object.fromEntries(codes.map((code) => [code, ProblemRef]))
+export { problemResponses as problems } from '@task-manager/service-kit'
