@@ -13,7 +13,7 @@ import { once } from 'node:events'
 import { mkdir, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import {
   type LocalPostgres,
   persistentSecret,
@@ -198,7 +198,9 @@ export interface RunningSystem {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 function spawnTs(entry: string, env: Record<string, string | undefined>): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', '--conditions=@task-manager/source', entry], {
+  const guard = pathToFileURL(join(ROOT, 'scripts', 'start', 'exit-with-launcher.mjs')).href
+  const args = ['--import', guard, '--import', 'tsx', '--conditions=@task-manager/source', entry]
+  return spawn(process.execPath, args, {
     cwd: ROOT,
     env,
     // Own process group: a Ctrl-C in the terminal reaches the launcher only, which stops things in order.

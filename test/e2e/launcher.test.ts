@@ -112,9 +112,47 @@ describe('pnpm start', () => {
       for (const offset of [0, 1, 2, 3]) expect(await isFree(base + offset)).toBe(true)
       expect(await isFree(postgresPort)).toBe(true)
     } finally {
-      cli.child.kill('SIGKILL')
+      if (cli.child.exitCode === null) {
+        const exited = once(cli.child, 'exit')
+        cli.child.kill('SIGTERM')
+        await exited
+      }
     }
   }, 120_000)
+
+  test('killed with SIGKILL, its services stop on their own; the next start takes over the database it left', async () => {
+    const dataDir = await tempDir()
+    const base = await freeBasePort()
+    const postgresPort = await freePort()
+    const args = ['--data-dir', dataDir, '--base-port', String(base), '--postgres-port', String(postgresPort)]
+    const first = startCli(args)
+    await waitFor('the ready banner', async () => first.output().includes('Task Manager is running'), 90_000)
+    const exited = once(first.child, 'exit')
+    first.child.kill('SIGKILL')
+    await exited
+    const stoppedIn = await waitFor(
+      'the orphaned services to stop',
+      async () => (await Promise.all([0, 1, 2, 3].map((offset) => isFree(base + offset)))).every(Boolean),
+      10_000,
+    )
+    console.log(`services stopped ${stoppedIn} ms after their launcher was killed`)
+    expect(await isFree(postgresPort)).toBe(false) // PostgreSQL outlives it (it is not ours to preload)
+
+    const second = startCli(args)
+    try {
+      await waitFor(
+        'the ready banner',
+        async () => second.output().includes('Task Manager is running'),
+        90_000,
+      )
+      expect(second.output()).toContain('stopping a PostgreSQL server left running on this data directory')
+    } finally {
+      const done = once(second.child, 'exit')
+      second.child.kill('SIGTERM')
+      expect((await done)[0]).toBe(0)
+    }
+    expect(await isFree(postgresPort)).toBe(true)
+  }, 150_000)
 
   test('refuses unknown options with its usage', async () => {
     const cli = startCli(['--auth', 'sometimes'])
