@@ -24,3 +24,4 @@ export function useTestDatabase(prefix = 'test'): { readonly url: string } {
     },
   }
 }
+export { type ServiceProcess, type SpawnedEntry, spawnEntry, startServiceProcess } from './process.js'

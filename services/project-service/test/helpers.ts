@@ -1,9 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { type App, createServer } from '@task-manager/service-kit'
-import { freePort } from '@task-manager/testing'
+import { type ServiceProcess, spawnEntry, startServiceProcess as startProcess } from '@task-manager/testing'
 import Fastify, { type FastifyInstance } from 'fastify'
 import projectApp, { identity } from '../src/app.js'
 import { loadProjectServiceConfig } from '../src/config.js'
@@ -87,53 +85,13 @@ export async function startUserServiceStub(users: number[] = []): Promise<UserSe
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
-export interface ServiceProcess {
-  url: string
-  child: ChildProcess
-  output: () => string
-  exited: Promise<number | null>
-}
-
 const serverEntry = fileURLToPath(new URL('../src/server.ts', import.meta.url))
 
-/** Spawns src/server.ts (through tsx) as its own OS process and waits until it is ready. */
-export async function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
-  const port = env.PORT ? Number(env.PORT) : await freePort()
-  const { child, output, exited } = spawnEntry(serverEntry, { PORT: String(port), ...env })
-  const url = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`project-service exited early:\n${output()}`)
-    try {
-      const response = await fetch(`${url}/health/ready`)
-      if (response.status === 200) break
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`project-service did not become ready:\n${output()}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  return { url, child, output, exited }
-}
+export { type ServiceProcess, spawnEntry }
 
-/** Runs one of the service's entry points (server.ts, migrate.ts) as a child process. */
-export function spawnEntry(entry: string, env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=@task-manager/source', entry], {
-    env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let text = ''
-  child.stdout?.on('data', (chunk) => {
-    text += chunk
-  })
-  child.stderr?.on('data', (chunk) => {
-    text += chunk
-  })
-  const exited = once(child, 'exit').then(([code]) => code as number | null)
-  return { child, output: () => text, exited }
+/** Spawns src/server.ts (through tsx) as its own OS process and waits until it is ready. */
+export function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
+  return startProcess(serverEntry, env, { name: 'project-service' })
 }
 
 export const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/

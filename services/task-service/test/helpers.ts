@@ -1,8 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { type App, createServer } from '@task-manager/service-kit'
-import { freePort } from '@task-manager/testing'
+import { type ServiceProcess, startServiceProcess as startProcess } from '@task-manager/testing'
 import pg from 'pg'
 import taskApp, { identity } from '../src/app.js'
 import { loadTaskServiceConfig } from '../src/config.js'
@@ -33,58 +31,11 @@ export async function buildApp(databaseUrl: string, env: Record<string, string> 
   return app
 }
 
-export interface ServiceProcess {
-  url: string
-  child: ChildProcess
-  output: () => string
-  exited: Promise<number | null>
-}
-
 const serverEntry = fileURLToPath(new URL('../src/server.ts', import.meta.url))
 
 /** The real task-service as its own OS process (TypeScript sources through tsx), ready to serve. */
-export async function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
-  const port = env.PORT ? Number(env.PORT) : await freePort()
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', '--conditions=@task-manager/source', serverEntry],
-    {
-      env: {
-        ...process.env,
-        HOST: '127.0.0.1',
-        PORT: String(port),
-        LOG_LEVEL: 'info',
-        AUTH_MODE: 'disabled',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  )
-  let output = ''
-  child.stdout?.on('data', (chunk) => {
-    output += chunk
-  })
-  child.stderr?.on('data', (chunk) => {
-    output += chunk
-  })
-  const exited = once(child, 'exit').then(([code]) => code as number | null)
-  const url = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`task-service exited early:\n${output}`)
-    try {
-      const response = await fetch(`${url}/health/ready`)
-      if (response.status === 200) break
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`task-service did not become ready:\n${output}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  return { url, child, output: () => output, exited }
+export function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
+  return startProcess(serverEntry, { AUTH_MODE: 'disabled', ...env }, { name: 'task-service' })
 }
 
 /** Rows in a table, read over a separate connection (what a client could see). */

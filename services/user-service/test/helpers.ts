@@ -1,8 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { type App, createServer } from '@task-manager/service-kit'
-import { freePort } from '@task-manager/testing'
+import { type ServiceProcess, startServiceProcess as startProcess } from '@task-manager/testing'
 import { type CryptoKey, exportSPKI, importJWK, SignJWT } from 'jose'
 import pg from 'pg'
 import userApp, { identity } from '../src/app.js'
@@ -134,59 +132,9 @@ export async function query<T = Record<string, unknown>>(
   }
 }
 
-export interface ServiceProcess {
-  url: string
-  child: ChildProcess
-  output: () => string
-  /** SIGTERM, then the exit code. */
-  stop: () => Promise<number | null>
-}
-
 const serverEntry = fileURLToPath(new URL('../src/server.ts', import.meta.url))
 
 /** The real user-service as its own OS process (TypeScript sources through tsx), ready to serve. */
-export async function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
-  const port = await freePort()
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', '--conditions=@task-manager/source', serverEntry],
-    {
-      env: { ...process.env, ...TEST_ENV, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  )
-  let output = ''
-  child.stdout?.on('data', (chunk) => {
-    output += chunk
-  })
-  child.stderr?.on('data', (chunk) => {
-    output += chunk
-  })
-  const exited = once(child, 'exit')
-  const url = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`user-service exited early:\n${output}`)
-    try {
-      const response = await fetch(`${url}/health/ready`)
-      if (response.status === 200) break
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`user-service did not become ready:\n${output}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  return {
-    url,
-    child,
-    output: () => output,
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM')
-      const [code] = await exited
-      return code as number | null
-    },
-  }
+export function startServiceProcess(env: Record<string, string>): Promise<ServiceProcess> {
+  return startProcess(serverEntry, { ...TEST_ENV, LOG_LEVEL: 'info', ...env }, { name: 'user-service' })
 }
