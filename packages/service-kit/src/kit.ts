@@ -98,7 +98,8 @@ export const serviceKit = fp<ServiceKitOptions>(
       if (app.readiness.shuttingDown) reply.header('connection', 'close')
       done(null, payload)
     })
-    app.addHook('onResponse', async (request, reply) => {
+    // Callback-style hooks: they run on every request, and a callback costs no promise.
+    app.addHook('onResponse', (request, reply, done) => {
       const fields = {
         method: request.method,
         url: request.url,
@@ -107,6 +108,7 @@ export const serviceKit = fp<ServiceKitOptions>(
       }
       if (request.routeOptions.config?.probe) request.log.debug(fields, 'request completed')
       else request.log.info(fields, 'request completed')
+      done()
     })
 
     await app.register(errorsPlugin)

@@ -43,7 +43,7 @@ export const metricsPlugin = fp<MetricsOptions>(
     })
     app.decorate('metrics', { registry })
 
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, done) => {
       duration.observe(
         {
           method: request.method,
@@ -52,6 +52,7 @@ export const metricsPlugin = fp<MetricsOptions>(
         },
         reply.elapsedTime / 1000,
       )
+      done()
     })
 
     app.get('/metrics', { schema: { hide: true }, config: { probe: true } }, async (_request, reply) => {
