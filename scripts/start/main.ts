@@ -151,7 +151,9 @@ try {
     },
   })
 } catch (error) {
-  if (error instanceof StartError) {
+  if (error instanceof StartError && error.service === 'launcher') {
+    step(paint(colour, 31, error.message))
+  } else if (error instanceof StartError) {
     step(paint(colour, 31, `${error.service} failed to start: ${error.message}. Its last log lines:`))
     for (const line of error.lastLines) out(error.service, line)
     step('the other services and PostgreSQL were stopped')

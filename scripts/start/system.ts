@@ -10,7 +10,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -258,6 +258,7 @@ export async function launch(options: LaunchOptions = {}): Promise<RunningSystem
     await rm(dataDir, { recursive: true, force: true })
   }
   await mkdir(dataDir, { recursive: true })
+  const releaseLock = await lockDataDir(dataDir)
 
   // 1. Databases: the URLs given, else one embedded server with a database and a role per service.
   const databaseUrls = {} as Record<DatabaseService, string>
@@ -288,6 +289,9 @@ export async function launch(options: LaunchOptions = {}): Promise<RunningSystem
         port: postgresPort,
         settings: options.postgresSettings,
         log: (line) => progress(`PostgreSQL: ${line}`),
+      }).catch((error: Error) => {
+        const [first = '', ...rest] = error.message.split('\n')
+        throw new StartError(first, 'postgres', rest.slice(-LAST_LINES))
       })
       progress(`PostgreSQL: ready in ${Date.now() - started} ms`)
       for (const spec of needEmbedded) {
@@ -371,10 +375,50 @@ export async function launch(options: LaunchOptions = {}): Promise<RunningSystem
       services,
       postgres,
       databaseUrls,
-      stop: () => stopAll(all),
+      stop: async () => {
+        await stopAll(all)
+        await releaseLock()
+      },
     }
   } catch (error) {
     await postgres?.stop()
+    await releaseLock()
     throw error
   }
+}
+
+/**
+ * One launcher per data directory: a second `pnpm start` on the same checkout must not take over (and
+ * stop) the PostgreSQL of the first. The lock is a file holding the launcher's pid; a lock whose process
+ * is gone is stale and taken over.
+ */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const file = join(dataDir, 'launcher.pid')
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(file, `${process.pid}\n`, { flag: 'wx' })
+      return () => rm(file, { force: true })
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    }
+    const holder = Number((await readFile(file, 'utf8').catch(() => '')).trim())
+    let alive = false
+    if (Number.isInteger(holder) && holder > 0) {
+      try {
+        process.kill(holder, 0)
+        alive = true
+      } catch {
+        alive = false
+      }
+    }
+    if (alive) {
+      throw new StartError(
+        `another launcher (pid ${holder}) is using ${dataDir}; stop it first, or give this one its own --data-dir and --base-port`,
+        'launcher',
+        [],
+      )
+    }
+    await rm(file, { force: true })
+  }
+  throw new StartError(`could not lock ${dataDir}`, 'launcher', [])
 }

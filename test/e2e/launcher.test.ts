@@ -89,6 +89,11 @@ describe('pnpm start', () => {
         services: { 'task-service': 'healthy', 'user-service': 'healthy', 'project-service': 'healthy' },
       })
 
+      // A second launcher on the same data directory refuses instead of taking the database over.
+      const second = startCli(['--data-dir', dataDir, '--base-port', String(await freeBasePort())])
+      expect((await once(second.child, 'exit'))[0]).toBe(1)
+      expect(second.output()).toMatch(/another launcher \(pid \d+\) is using/)
+
       // One role per database; no role can open another service's database.
       const url = async (role: string, database: string) => {
         const password = (await readFile(join(dataDir, `${role}-password`), 'utf8')).trim()
