@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -37,6 +37,23 @@ async function freeBasePort(): Promise<number> {
     if (free.every(Boolean)) return base
   }
   throw new Error('no four consecutive free ports')
+}
+
+/** Pids of the service processes (Linux /proc) whose PORT is one of `ports`. */
+async function serviceProcesses(ports: number[]): Promise<number[]> {
+  const found: number[] = []
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8')
+      if (!cmdline.includes('exit-with-launcher.mjs')) continue
+      const environ = (await readFile(`/proc/${entry}/environ`, 'utf8')).split('\0')
+      if (ports.some((port) => environ.includes(`PORT=${port}`))) found.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found
 }
 
 function startCli(args: string[]): { child: ChildProcess; output: () => string } {
@@ -135,9 +152,11 @@ describe('pnpm start', () => {
     const exited = once(first.child, 'exit')
     first.child.kill('SIGKILL')
     await exited
+    const ports = [0, 1, 2, 3].map((offset) => base + offset)
+    expect(await serviceProcesses(ports)).toHaveLength(4)
     const stoppedIn = await waitFor(
-      'the orphaned services to stop',
-      async () => (await Promise.all([0, 1, 2, 3].map((offset) => isFree(base + offset)))).every(Boolean),
+      'the orphaned services to exit',
+      async () => (await serviceProcesses(ports)).length === 0,
       10_000,
     )
     console.log(`services stopped ${stoppedIn} ms after their launcher was killed`)
