@@ -2,7 +2,7 @@
 // (between the bench:begin/bench:end markers; the hand-written analysis around them is kept) and the
 // summary docs/benchmarks.json. Ratios are computed within one run.
 //   node --import tsx scripts/bench/report.ts [--smoke]   (--smoke: check the results, write nothing)
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 
 const root = resolve(import.meta.dirname, '../..')
@@ -10,6 +10,9 @@ const smoke = process.argv.includes('--smoke')
 const command = process.env.BENCH_COMMAND ?? 'pnpm bench'
 const dbRead = JSON.parse(readFileSync(join(root, 'bench-results/db-read.json'), 'utf8'))
 const system = JSON.parse(readFileSync(join(root, 'bench-results/system.json'), 'utf8'))
+// The memory-settings sweep (scripts/bench/memory.ts), when it was run: kept in the summary it is cited from.
+const memoryPath = join(root, 'bench-results/memory.json')
+const memorySweep = existsSync(memoryPath) ? JSON.parse(readFileSync(memoryPath, 'utf8')) : null
 
 interface Run {
   requests: number
@@ -151,6 +154,19 @@ push(
   `| **whole local system, idle** | ${phaseNames.map((p) => `**${f1(idleTotal(phases[p]))}**`).join(' | ')} | ${phaseNames.map(() => '').join(' | ')} | four services one after another: ${phaseNames.map((p) => r0(phases[p].services_ready_ms)).join(' / ')}; migrations ${r0(system.migrations_ms)} |`,
   '',
 )
+const start = system.pnpm_start
+push(
+  start
+    ? `The whole \`pnpm start\`, cold (fresh data directory: initdb, databases and roles, migrations, the four ` +
+        `services from their TypeScript sources through tsx, started together): gateway ready ` +
+        `**${r0(start.ready_ms)} ms** after spawning the launcher; its own steps: PostgreSQL ready in ` +
+        `${r0(start.postgres_ms)} ms, the services ready ${r0(start.services_ms)} ms after they were started ` +
+        `(${Object.entries(start.per_service_ms as Record<string, number>)
+          .map(([k, v]) => `${k} ${v} ms`)
+          .join(', ')}).`
+    : 'The whole `pnpm start`: not measured in this run (see "Skipped").',
+  '',
+)
 const mixRuns = (figures['API: mix (80% reads)'] ?? []) as Run[]
 const connectionPeak: Record<string, number> = {}
 for (const run of mixRuns) {
@@ -169,6 +185,23 @@ if (phaseNames.length > 1) {
     `Mixed load with ${label(other)}: ${both(mix(other), (r) => r0(r.rps))} req/s, ` +
       `${both(mix(other), (r) => r0(r.services_cpu_us_per_request))} µs CPU per request across the services ` +
       `(Node defaults: ${both(mix('default'), (r) => r0(r.rps))} req/s, ${both(mix('default'), (r) => r0(r.services_cpu_us_per_request))} µs).`,
+    '',
+  )
+}
+
+if (memorySweep) {
+  push(
+    '### V8 memory settings: the task-service alone under load',
+    '',
+    '`scripts/bench/memory.ts`: the task-service (AUTH_MODE=disabled) under 60 % GET by id, 20 % list, 20 % create ' +
+      'from wrk, 32 connections; settings interleaved. Heap figures from its own `/metrics` after the load.',
+    '',
+    '| NODE_OPTIONS | idle RSS MB | peak RSS MB under load | heap used / total after load MB | req/s | CPU µs / request |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...memorySweep.rows.map(
+      (row: Record<string, number | string>) =>
+        `| \`${row.node_options}\` | ${f1(row.idle_rss_mb as number)} | ${f1(row.peak_rss_mb as number)} | ${f1(row.after_heap_used_mb as number)} / ${f1(row.after_heap_total_mb as number)} | ${r0(row.rps as number)} | ${f1(row.cpu_us_per_request as number)} |`,
+    ),
     '',
   )
 }
@@ -226,6 +259,6 @@ if (a === -1 || b === -1) throw new Error(`docs/benchmarks.md lacks the ${begin}
 writeFileSync(docPath, `${doc.slice(0, a + begin.length)}\n\n${table}\n${doc.slice(b)}`)
 writeFileSync(
   join(root, 'docs/benchmarks.json'),
-  `${JSON.stringify({ command, problems, db_read: dbRead, system }, null, 2)}\n`,
+  `${JSON.stringify({ command, problems, db_read: dbRead, system, memory_sweep: memorySweep }, null, 2)}\n`,
 )
 process.stderr.write('[bench] wrote docs/benchmarks.md and docs/benchmarks.json\n')
