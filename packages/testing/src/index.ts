@@ -25,3 +25,4 @@ export function useTestDatabase(prefix = 'test'): { readonly url: string } {
   }
 }
 export { type ServiceProcess, type SpawnedEntry, spawnEntry, startServiceProcess } from './process.js'
+export { type RedisServer, redisServerAvailable, startRedis } from './redis.js'

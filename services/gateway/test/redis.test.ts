@@ -1,59 +1,24 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { createServer } from 'node:net'
+import { type RedisServer, redisServerAvailable, startRedis } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { call, sleep, startGateway, type TestGateway } from './helpers.js'
 import { startUpstream, type TestUpstream } from './upstream-server.js'
 
-function hasRedis(): boolean {
-  try {
-    execFileSync('redis-server', ['--version'], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-
-const available = hasRedis()
-if (!available && process.env.REQUIRE_REDIS === '1') {
-  throw new Error('REQUIRE_REDIS=1 but redis-server is not installed (apt-get install redis-server)')
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
+const available = redisServerAvailable()
 
 describe.skipIf(!available)('rate limits shared through Redis (REDIS_URL)', () => {
-  let redis: ChildProcess
-  let redisPort: number
+  let redis: RedisServer
   let upstreams: TestUpstream[]
   let a: TestGateway
   let b: TestGateway
 
   beforeAll(async () => {
-    redisPort = await freePort()
-    redis = spawn(
-      'redis-server',
-      ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    )
-    await new Promise<void>((resolve, reject) => {
-      let out = ''
-      redis.stdout?.on('data', (chunk: Buffer) => {
-        out += chunk.toString()
-        if (out.includes('Ready to accept connections')) resolve()
-      })
-      redis.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)))
-    })
+    redis = await startRedis()
     upstreams = await Promise.all(
       ['task-service', 'user-service', 'project-service'].map((name) => startUpstream(name)),
     )
     const env = {
       AUTH_MODE: 'disabled',
-      REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      REDIS_URL: redis.url,
       RATE_LIMIT_READS_PER_MINUTE: '6',
       TASK_SERVICE_URL: upstreams[0]?.url as string,
       USER_SERVICE_URL: upstreams[1]?.url as string,
@@ -69,7 +34,7 @@ describe.skipIf(!available)('rate limits shared through Redis (REDIS_URL)', () =
     await a?.close()
     await b?.close()
     await Promise.all(upstreams.map((upstream) => upstream.close()))
-    redis?.kill('SIGKILL')
+    await redis?.stop('SIGKILL')
   })
 
   test('two gateway replicas draw from one budget per client', async () => {
@@ -86,7 +51,7 @@ describe.skipIf(!available)('rate limits shared through Redis (REDIS_URL)', () =
   })
 
   test('when Redis goes away the gateway keeps serving (limits pause) instead of failing requests', async () => {
-    redis.kill('SIGKILL')
+    await redis.stop('SIGKILL')
     await sleep(200)
     const res = await call(`${a.url}/projects/1`)
     expect(res.status).toBe(200)

@@ -1,49 +1,20 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import type { App } from '@task-manager/service-kit'
-import { freePort, useTestDatabase } from '@task-manager/testing'
+import { type RedisServer, redisServerAvailable, startRedis, useTestDatabase } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { buildApp, PASSWORD, uniqueEmail } from './helpers.js'
 
-function hasRedis(): boolean {
-  try {
-    execFileSync('redis-server', ['--version'], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-
-const available = hasRedis()
-if (!available && process.env.REQUIRE_REDIS === '1') {
-  throw new Error('REQUIRE_REDIS=1 but redis-server is not installed (apt-get install redis-server)')
-}
+const available = redisServerAvailable()
 
 const database = useTestDatabase('users')
 
 describe.skipIf(!available)('login limits shared by replicas through Redis (REDIS_URL)', () => {
-  let redis: ChildProcess
+  let redis: RedisServer
   let replicas: App[]
 
   beforeAll(async () => {
-    const port = await freePort()
-    redis = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    )
-    await new Promise<void>((resolve, reject) => {
-      let out = ''
-      redis.stdout?.on('data', (chunk: Buffer) => {
-        out += chunk.toString()
-        if (out.includes('Ready to accept connections')) resolve()
-      })
-      redis.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)))
-    })
+    redis = await startRedis()
     const env = {
-      REDIS_URL: `redis://127.0.0.1:${port}`,
+      REDIS_URL: redis.url,
       LOGIN_FAILURES_PER_EMAIL: '3',
       LOGIN_RATE_LIMIT_PER_CLIENT: '6',
     }
@@ -67,10 +38,7 @@ describe.skipIf(!available)('login limits shared by replicas through Redis (REDI
   })
   afterAll(async () => {
     for (const replica of replicas ?? []) await replica.close()
-    if (redis && redis.exitCode === null) {
-      redis.kill('SIGTERM')
-      await once(redis, 'exit')
-    }
+    await redis?.stop()
   })
 
   const attempt = (replica: App | undefined, email: string, password: string, ip: string) =>
@@ -108,8 +76,7 @@ describe.skipIf(!available)('login limits shared by replicas through Redis (REDI
   })
 
   test('with Redis gone, logins keep working (limits are skipped, not fatal)', async () => {
-    redis.kill('SIGTERM')
-    await once(redis, 'exit')
+    await redis.stop()
     const email = uniqueEmail()
     await replicas[0]?.inject({
       method: 'POST',
