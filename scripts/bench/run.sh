@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `pnpm bench`: the database read path micro-benchmark, then the whole local system under load, each figure
 # twice; writes bench-results/*.json (raw), docs/benchmarks.json and the tables in docs/benchmarks.md.
-#   pnpm bench            # about 8 minutes on 2 cores
+#   pnpm bench            # about 10 minutes on 2 cores
 #   pnpm bench --smoke    # about a minute: proves the benchmark still works, writes no docs
 # Installs nothing. Needs taskset (util-linux), wrk and nginx for every figure; when one is missing it
 # says so and skips only the figures that need it. Everything listens on 127.0.0.1.
@@ -40,7 +40,7 @@ run scripts/bench/db-read.ts $SMOKE >bench-results/db-read.json
 echo "[bench] 2/3 the local system under load" >&2
 run scripts/bench/system.ts $SMOKE >bench-results/system.json
 echo "[bench] 3/3 V8 memory settings on the task-service under load" >&2
-TUNED="--max-semi-space-size=2 --max-old-space-size=128"
+TUNED="--max-semi-space-size=4 --max-old-space-size=160"
 if ! command -v wrk >/dev/null || ! command -v taskset >/dev/null; then
   echo "[bench] !!! SKIPPED the memory settings sweep: it needs wrk and taskset" >&2
   rm -f bench-results/memory.json
@@ -48,8 +48,8 @@ elif [ -n "$SMOKE" ]; then
   BENCH_DURATION_S=1 run scripts/bench/memory.ts "" "$TUNED" >bench-results/memory.json
 else
   # Interleaved, twice: the machine's noise hits each setting alike.
-  run scripts/bench/memory.ts "" "--max-semi-space-size=2" "$TUNED" "" "--max-semi-space-size=2" "$TUNED" \
-    >bench-results/memory.json
+  SETTINGS=("" "--max-semi-space-size=2" "--max-old-space-size=128" "--max-semi-space-size=2 --max-old-space-size=128" "$TUNED")
+  BENCH_DURATION_S=6 run scripts/bench/memory.ts "${SETTINGS[@]}" "${SETTINGS[@]}" >bench-results/memory.json
 fi
 BENCH_COMMAND="pnpm bench${SMOKE:+ $SMOKE}" run scripts/bench/report.ts $SMOKE
 if [ -z "$SMOKE" ]; then

@@ -21,7 +21,7 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32)
 const SERVER_CPU = process.env.BENCH_SERVER_CPU ?? '0'
 const LOAD_CPU = process.env.BENCH_LOAD_CPU ?? '1'
 const NODE_OPTIONS_CANDIDATE =
-  process.env.BENCH_NODE_OPTIONS ?? '--max-semi-space-size=2 --max-old-space-size=128'
+  process.env.BENCH_NODE_OPTIONS ?? '--max-semi-space-size=4 --max-old-space-size=160'
 const TASKS_PER_RANGE = smoke ? 200 : 2000
 const root = resolve(import.meta.dirname, '../..')
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`)
