@@ -77,7 +77,7 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
       createsPerMinute: config.RATE_LIMIT_CREATES_PER_MINUTE,
     },
     idempotencyKeyTtlHours: config.IDEMPOTENCY_KEY_TTL_HOURS,
-    access: new TaskAccess(config.AUTH_MODE === 'disabled', projects),
+    access: new TaskAccess(config.AUTH_MODE === 'disabled', projects, config.MEMBERSHIP_CACHE_TTL_MS),
   })
 
   const purge = setInterval(() => {

@@ -22,6 +22,12 @@ export const TaskServiceConfig = Type.Object({
   PROJECT_SERVICE_BREAKER_RESET_MS: Type.Integer({ minimum: 100, default: 5000 }),
   PROJECT_SERVICE_BREAKER_ERROR_PERCENT: Type.Integer({ minimum: 1, maximum: 100, default: 50 }),
   PROJECT_SERVICE_BREAKER_MIN_CALLS: Type.Integer({ minimum: 1, default: 10 }),
+  MEMBERSHIP_CACHE_TTL_MS: Type.Integer({
+    minimum: 0,
+    default: 2000,
+    description:
+      'How long a confirmed project membership is reused (a removed member keeps access this long); 0 = ask every time',
+  }),
   RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),
   RATE_LIMIT_READS_PER_MINUTE: Type.Integer({ minimum: 1, default: 100 }),
   RATE_LIMIT_WRITES_PER_MINUTE: Type.Integer({ minimum: 1, default: 30 }),

@@ -72,6 +72,7 @@ beforeAll(async () => {
     PROJECT_SERVICE_URL: projects.url,
     PROJECT_SERVICE_TIMEOUT_MS: '300',
     PROJECT_SERVICE_BREAKER_MIN_CALLS: '1000',
+    MEMBERSHIP_CACHE_TTL_MS: '0',
   })
 })
 afterAll(async () => {
@@ -274,4 +275,49 @@ describe('when the project-service cannot answer', () => {
       expect(await countRows(database.url, 'tasks')).toBe(before)
     },
   )
+})
+
+describe('membership cache (MEMBERSHIP_CACHE_TTL_MS)', () => {
+  let cached: App
+  beforeAll(async () => {
+    cached = await buildApp(database.url, {
+      AUTH_MODE: 'required',
+      JWKS_URL: issuer.jwksUrl,
+      PROJECT_SERVICE_URL: projects.url,
+      MEMBERSHIP_CACHE_TTL_MS: '400',
+    })
+  })
+  afterAll(async () => {
+    await cached?.close()
+  })
+
+  test('a confirmed membership is reused for its TTL: one lookup for many requests', async () => {
+    const task = (await createAs(ALICE)).json()
+    const before = projects.calls
+    const reads = await Promise.all(
+      Array.from({ length: 10 }, () => cached.inject({ url: `/tasks/${task.id}`, headers: as(DAVE) })),
+    )
+    expect(reads.map((response) => response.statusCode)).toEqual(Array(10).fill(200))
+    expect(projects.calls - before).toBe(1)
+  })
+
+  test('a removed member keeps access at most the TTL; a newly added one is seen at once', async () => {
+    const task = (await createAs(ALICE)).json()
+    expect((await cached.inject({ url: `/tasks/${task.id}`, headers: as(CAROL) })).statusCode).toBe(200)
+    projects.roles.delete(`1:${CAROL}`)
+    await new Promise((resolve) => setTimeout(resolve, 450))
+    expect((await cached.inject({ url: `/tasks/${task.id}`, headers: as(CAROL) })).statusCode).toBe(404)
+
+    expect((await cached.inject({ url: `/tasks/${task.id}`, headers: as(BOB) })).statusCode).toBe(404)
+    projects.roles.set(`1:${BOB}`, 'viewer')
+    expect((await cached.inject({ url: `/tasks/${task.id}`, headers: as(BOB) })).statusCode).toBe(200)
+  })
+
+  test('a failed lookup is not remembered', async () => {
+    const task = (await createAs(ALICE)).json()
+    projects.mode = 'error'
+    expect((await cached.inject({ url: `/tasks/${task.id}`, headers: as(CAROL) })).statusCode).toBe(503)
+    projects.mode = 'ok'
+    expect((await cached.inject({ url: `/tasks/${task.id}`, headers: as(CAROL) })).statusCode).toBe(200)
+  })
 })

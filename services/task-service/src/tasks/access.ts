@@ -14,6 +14,44 @@ interface Membership {
 const MAX_MEMBERSHIP_PAGES = 20
 
 /**
+ * Recently confirmed memberships, so a user working in a project does not cost a project-service round
+ * trip on every task request. Only positive answers are kept, for `ttlMs`: a newly added member is seen
+ * at once, a removed member keeps access for at most `ttlMs`. Failures are never kept. Concurrent lookups
+ * of one pair share one call. Bounded: the oldest entries go first.
+ */
+class MembershipCache {
+  private readonly roles = new Map<string, { role: ProjectRole; expires: number }>()
+  private readonly inFlight = new Map<string, Promise<ProjectRole | null>>()
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly maxEntries = 10_000,
+  ) {}
+
+  async get(key: string, load: () => Promise<ProjectRole | null>): Promise<ProjectRole | null> {
+    if (this.ttlMs <= 0) return load()
+    const hit = this.roles.get(key)
+    if (hit && hit.expires > Date.now()) return hit.role
+    if (hit) this.roles.delete(key)
+    let pending = this.inFlight.get(key)
+    if (!pending) {
+      pending = load()
+        .then((role) => {
+          if (role) {
+            if (this.roles.size >= this.maxEntries)
+              this.roles.delete(this.roles.keys().next().value as string)
+            this.roles.set(key, { role, expires: Date.now() + this.ttlMs })
+          }
+          return role
+        })
+        .finally(() => this.inFlight.delete(key))
+      this.inFlight.set(key, pending)
+    }
+    return pending
+  }
+}
+
+/**
  * Who may see and change which task. Tasks belong to projects; the project-service says who is a
  * member with which role:
  * - members (any role) read a project's tasks; owners and editors write them;
@@ -23,10 +61,15 @@ const MAX_MEMBERSHIP_PAGES = 20
  * With AUTH_MODE=disabled (`open`) every check passes, as in the original sample.
  */
 export class TaskAccess {
+  private readonly cache: MembershipCache
+
   constructor(
     private readonly open: boolean,
     private readonly projects: Upstream | null,
-  ) {}
+    membershipCacheTtlMs = 0,
+  ) {
+    this.cache = new MembershipCache(membershipCacheTtlMs)
+  }
 
   private caller(request: FastifyRequest): Principal | null {
     return request.principal ?? null
@@ -51,14 +94,14 @@ export class TaskAccess {
 
   /** `userId`'s role in `projectId`, or null when not a member (or no such project). */
   async roleOf(request: FastifyRequest, projectId: number, userId: number): Promise<ProjectRole | null> {
-    if (!this.projects) return null
-    const response = await this.projects.get<{ role: ProjectRole }>(
-      `projects/${projectId}/members/${userId}`,
-      {
+    const projects = this.projects
+    if (!projects) return null
+    return this.cache.get(`${projectId}:${userId}`, async () => {
+      const response = await projects.get<{ role: ProjectRole }>(`projects/${projectId}/members/${userId}`, {
         headers: this.headers(request),
-      },
-    )
-    return response.status === 200 ? (response.body?.role ?? null) : null
+      })
+      return response.status === 200 ? (response.body?.role ?? null) : null
+    })
   }
 
   /** What a list may show the caller. */
