@@ -117,3 +117,37 @@ export const databasePlugin = fp<DatabasePluginOptions>(
   },
   { name: 'task-manager-database', dependencies: ['task-manager-health'], fastify: '5.x' },
 )
+
+export interface ServiceDatabaseOptions {
+  /** The service's name: pg's application_name. */
+  service: string
+  config: { DATABASE_URL: string; DATABASE_POOL_MAX: number; MIGRATE_ON_START: boolean }
+  migrations: Record<string, Migration>
+}
+
+/**
+ * A service's own database, the way every service sets it up: the pool from its config (idle-connection
+ * failures logged, never fatal), pending migrations when MIGRATE_ON_START, then `databasePlugin`
+ * (app.db, readiness check, pool closed with the app).
+ */
+export async function setUpServiceDatabase<DB>(
+  app: FastifyInstance,
+  { service, config, migrations }: ServiceDatabaseOptions,
+): Promise<Database<DB>> {
+  const database = createDatabase<DB>({
+    connectionString: config.DATABASE_URL,
+    max: config.DATABASE_POOL_MAX,
+    applicationName: service,
+    // Only code and message: pg's error carries the whole client object, which would flood the log.
+    onPoolError: (error) =>
+      app.log.warn(
+        { code: (error as { code?: string }).code, reason: error.message },
+        'idle database connection failed',
+      ),
+  })
+  if (config.MIGRATE_ON_START) {
+    await migrateToLatest(database.db, migrations, (line) => app.log.info(line))
+  }
+  await app.register(databasePlugin, { database })
+  return database
+}

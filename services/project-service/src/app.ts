@@ -1,11 +1,5 @@
 import { authPlugin, verifierFromConfig } from '@task-manager/auth'
-import {
-  type App,
-  createDatabase,
-  databasePlugin,
-  migrateToLatest,
-  serviceKit,
-} from '@task-manager/service-kit'
+import { type App, serviceKit, setUpServiceDatabase } from '@task-manager/service-kit'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { ProjectServiceConfig } from './config.js'
@@ -38,21 +32,11 @@ async function projectApp(app: App, { config }: ProjectAppOptions) {
   const verifier = verifierFromConfig(config)
   await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
 
-  const database = createDatabase<ProjectDatabase>({
-    connectionString: config.DATABASE_URL,
-    max: config.DATABASE_POOL_MAX,
-    applicationName: identity.service,
-    // Only code and message: pg's error carries the whole client object, which would flood the log.
-    onPoolError: (error) =>
-      app.log.warn(
-        { code: (error as { code?: string }).code, reason: error.message },
-        'idle database connection failed',
-      ),
+  const database = await setUpServiceDatabase<ProjectDatabase>(app, {
+    service: identity.service,
+    config,
+    migrations,
   })
-  if (config.MIGRATE_ON_START) {
-    await migrateToLatest(database.db, migrations, (line) => app.log.info(line))
-  }
-  await app.register(databasePlugin, { database })
 
   await app.register(authPlugin, { mode: config.AUTH_MODE, verifier })
 

@@ -1,13 +1,6 @@
 import rateLimit from '@fastify/rate-limit'
 import { authPlugin, verifierFromConfig } from '@task-manager/auth'
-import {
-  type App,
-  createDatabase,
-  databasePlugin,
-  migrateToLatest,
-  serviceKit,
-  Upstream,
-} from '@task-manager/service-kit'
+import { type App, serviceKit, setUpServiceDatabase, Upstream } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import type { TaskServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
@@ -30,16 +23,11 @@ export interface TaskAppOptions {
 async function taskApp(app: App, { config }: TaskAppOptions) {
   await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
 
-  const database = createDatabase<TaskDatabase>({
-    connectionString: config.DATABASE_URL,
-    max: config.DATABASE_POOL_MAX,
-    applicationName: identity.service,
-    onPoolError: (error) => app.log.warn({ err: error }, 'idle database connection failed'),
+  const database = await setUpServiceDatabase<TaskDatabase>(app, {
+    service: identity.service,
+    config,
+    migrations,
   })
-  if (config.MIGRATE_ON_START) {
-    await migrateToLatest(database.db, migrations, (line) => app.log.info(line))
-  }
-  await app.register(databasePlugin, { database })
 
   await app.register(authPlugin, { mode: config.AUTH_MODE, verifier: verifierFromConfig(config) })
   const projects = config.PROJECT_SERVICE_URL

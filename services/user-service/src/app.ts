@@ -1,14 +1,7 @@
 import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
 import { authPlugin, createVerifier } from '@task-manager/auth'
-import {
-  type App,
-  ConfigError,
-  createDatabase,
-  databasePlugin,
-  migrateToLatest,
-  serviceKit,
-} from '@task-manager/service-kit'
+import { type App, ConfigError, serviceKit, setUpServiceDatabase } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import { Redis } from 'ioredis'
 import type { UserServiceConfig } from './config.js'
@@ -48,16 +41,11 @@ async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
 
   await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
 
-  const database = createDatabase<UserDatabase>({
-    connectionString: config.DATABASE_URL,
-    max: config.DATABASE_POOL_MAX,
-    applicationName: identity.service,
-    onPoolError: (error) => app.log.warn({ err: error }, 'idle database connection failed'),
+  const database = await setUpServiceDatabase<UserDatabase>(app, {
+    service: identity.service,
+    config,
+    migrations,
   })
-  if (config.MIGRATE_ON_START) {
-    await migrateToLatest(database.db, migrations, (line) => app.log.info(line))
-  }
-  await app.register(databasePlugin, { database })
 
   const repository = new UserRepository(database.db)
   const hasher = new PasswordHasher({
