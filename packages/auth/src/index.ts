@@ -1,4 +1,14 @@
 export * from './config.js'
-export { type AuthMode, type AuthPluginOptions, authPlugin, bearerToken } from './plugin.js'
+export {
+  type AuthMode,
+  type AuthPluginOptions,
+  type AuthRefusal,
+  asAuthError,
+  authPlugin,
+  authRefusal,
+  bearerToken,
+  bearerTokenOf,
+  MALFORMED_AUTHORIZATION,
+} from './plugin.js'
 export * from './principal.js'
 export * from './verifier.js'

@@ -32,11 +32,59 @@ const authErrors = new WeakMap<FastifyRequest, AuthError>()
 /** A quoted-string for a challenge parameter: printable ASCII, no quotes or backslashes. */
 const headerSafe = (text: string) => text.replace(/["\\]/g, "'").replace(/[^\x20-\x7e]/g, '')
 
-/** The token of an `Authorization: Bearer` header. Tokens in URLs or bodies are never looked at. */
-export function bearerToken(request: FastifyRequest): string | undefined | null {
-  const header = request.headers.authorization
+/** The token of an `Authorization: Bearer` header value: undefined without one, null when malformed. */
+export function bearerTokenOf(header: string | undefined): string | undefined | null {
   if (header === undefined) return undefined
   return BEARER.exec(header)?.[1] ?? null
+}
+
+/** The token of an `Authorization: Bearer` header. Tokens in URLs or bodies are never looked at. */
+export function bearerToken(request: FastifyRequest): string | undefined | null {
+  return bearerTokenOf(request.headers.authorization)
+}
+
+export const MALFORMED_AUTHORIZATION = () =>
+  new AuthError('malformed', 'The Authorization header must be "Bearer <token>"')
+
+/** The answer to a request that needed a caller: 401 (no or a bad token) or 503 (keys unavailable). */
+export interface AuthRefusal {
+  status: 401 | 503
+  detail: string
+  type: string
+  headers: Record<string, string | number>
+}
+
+/** What to answer when a request needs a caller and has none; `error` says why the token failed, if one came. */
+export function authRefusal(error: AuthError | undefined, realm = 'task-manager'): AuthRefusal {
+  if (!error) {
+    return {
+      status: 401,
+      detail: 'Authentication required: send "Authorization: Bearer <access token>"',
+      type: problemType('authentication-required'),
+      headers: { 'www-authenticate': `Bearer realm="${realm}"` },
+    }
+  }
+  if (error.reason === 'unavailable') {
+    return {
+      status: 503,
+      detail: error.message,
+      type: problemType('dependency-unavailable'),
+      headers: { 'retry-after': 5 },
+    }
+  }
+  return {
+    status: 401,
+    detail: error.message,
+    type: problemType('invalid-token'),
+    headers: {
+      'www-authenticate': `Bearer realm="${realm}", error="invalid_token", error_description="${headerSafe(error.message)}"`,
+    },
+  }
+}
+
+/** Any verification failure as an AuthError (unexpected errors become `invalid`, never leaking their text). */
+export function asAuthError(error: unknown): AuthError {
+  return error instanceof AuthError ? error : new AuthError('invalid', 'The access token is invalid')
 }
 
 /**
@@ -52,8 +100,7 @@ export const authPlugin = fp<AuthPluginOptions>(
 
     if (verifier) {
       const refuse = (request: FastifyRequest, error: unknown) => {
-        const authError =
-          error instanceof AuthError ? error : new AuthError('invalid', 'The access token is invalid')
+        const authError = asAuthError(error)
         if (authError.reason === 'unavailable') request.log.warn({ err: authError.cause }, authError.message)
         authErrors.set(request, authError)
       }
@@ -63,10 +110,7 @@ export const authPlugin = fp<AuthPluginOptions>(
         const token = bearerToken(request)
         if (token === undefined) return done()
         if (token === null) {
-          authErrors.set(
-            request,
-            new AuthError('malformed', 'The Authorization header must be "Bearer <token>"'),
-          )
+          authErrors.set(request, MALFORMED_AUTHORIZATION())
           return done()
         }
         const known = verifier.peek?.(token)
@@ -89,29 +133,10 @@ export const authPlugin = fp<AuthPluginOptions>(
 
     app.decorate('authenticate', async (request: FastifyRequest, reply: FastifyReply) => {
       if (request.principal || mode === 'disabled') return undefined
-      const error = authErrors.get(request)
-      if (!error) {
-        return sendProblem(
-          reply,
-          401,
-          'Authentication required: send "Authorization: Bearer <access token>"',
-          {
-            type: problemType('authentication-required'),
-            headers: { 'www-authenticate': `Bearer realm="${realm}"` },
-          },
-        )
-      }
-      if (error.reason === 'unavailable') {
-        return sendProblem(reply, 503, error.message, {
-          type: problemType('dependency-unavailable'),
-          headers: { 'retry-after': 5 },
-        })
-      }
-      return sendProblem(reply, 401, error.message, {
-        type: problemType('invalid-token'),
-        headers: {
-          'www-authenticate': `Bearer realm="${realm}", error="invalid_token", error_description="${headerSafe(error.message)}"`,
-        },
+      const refusal = authRefusal(authErrors.get(request), realm)
+      return sendProblem(reply, refusal.status, refusal.detail, {
+        type: refusal.type,
+        headers: refusal.headers,
       })
     })
   },

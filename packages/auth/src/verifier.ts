@@ -40,6 +40,15 @@ export interface Verifier {
   verify(token: string): Promise<Principal>
   /** The principal of an already verified, still valid token, synchronously; undefined otherwise. */
   peek?(token: string): Principal | undefined
+  /** As `peek`, with the epoch milliseconds until which the answer holds. */
+  peekEntry?(token: string): VerifiedToken | undefined
+}
+
+/** A verified token's caller and how long that verdict may be reused. */
+export interface VerifiedToken {
+  readonly principal: Principal
+  /** Epoch milliseconds after which the token must be verified again. */
+  readonly until: number
 }
 
 // A compact JWS: three base64url segments. Checked before any crypto so junk is refused for nothing.
@@ -102,12 +111,6 @@ function authErrorFrom(error: unknown): AuthError {
   return new AuthError('invalid', 'The access token is invalid', { cause: error })
 }
 
-interface CachedPrincipal {
-  principal: Principal
-  /** Epoch milliseconds after which the token must be verified again. */
-  until: number
-}
-
 /**
  * Verifies EdDSA access tokens against the issuer's JWKS: `iss`, `aud` and `exp` required and checked
  * with a small clock tolerance; keys cached and refetched on an unknown `kid` at most once per cooldown.
@@ -141,7 +144,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
   }
   const maxEntries = options.cacheMaxEntries ?? 10_000
   const maxAgeMs = options.cacheMaxAgeMs ?? 60_000
-  const cache = new Map<string, CachedPrincipal>()
+  const cache = new Map<string, VerifiedToken>()
   const inFlight = new Map<string, Promise<Principal>>()
 
   async function verifyUncached(token: string): Promise<Principal> {
@@ -162,16 +165,21 @@ export function createVerifier(options: VerifierOptions): Verifier {
     }
   }
 
-  function peek(token: string): Principal | undefined {
+  function peekEntry(token: string): VerifiedToken | undefined {
     const cached = cache.get(token)
     if (!cached) return undefined
-    if (cached.until > Date.now()) return cached.principal
+    if (cached.until > Date.now()) return cached
     cache.delete(token)
     return undefined
   }
 
+  function peek(token: string): Principal | undefined {
+    return peekEntry(token)?.principal
+  }
+
   return {
     peek,
+    peekEntry,
     verify(token: string): Promise<Principal> {
       const cached = peek(token)
       if (cached) return Promise.resolve(cached)

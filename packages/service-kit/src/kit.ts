@@ -1,3 +1,4 @@
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import swagger from '@fastify/swagger'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import underPressure from '@fastify/under-pressure'
@@ -66,8 +67,45 @@ export function serverOptions(identity: ServiceIdentity, config: ServerSettings)
   }
 }
 
+/**
+ * Sees a request before Fastify does; returns true when it took the request (and will answer it), false to
+ * leave it to Fastify's router.
+ */
+export type FrontHandler = (req: IncomingMessage, res: ServerResponse) => boolean
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * Installs a handler in front of Fastify's router, for a path that must not pay for the framework's
+     * per-request work (the gateway's proxy path). Fastify still serves everything the handler declines.
+     */
+    setFrontHandler(handler: FrontHandler): void
+    /** The load-shedding verdict (event-loop delay over the limit), for requests served outside Fastify's hooks. */
+    isOverloaded(): boolean
+  }
+}
+
 export function createServer(identity: ServiceIdentity, config: ServerSettings): App {
-  return Fastify(serverOptions(identity, config)).withTypeProvider<TypeBoxTypeProvider>()
+  let front: FrontHandler | undefined
+  const app = Fastify({
+    ...serverOptions(identity, config),
+    // Fastify's documented way to own the node:http server: the same server Fastify would create (its timeouts
+    // applied below as Fastify applies them), whose request listener asks the front handler first.
+    serverFactory: (handler, options) => {
+      const server = createHttpServer((req, res) => {
+        if (front === undefined || !front(req, res)) handler(req, res)
+      })
+      const settings = options as FastifyServerOptions
+      server.keepAliveTimeout = settings.keepAliveTimeout ?? 72_000
+      server.requestTimeout = settings.requestTimeout ?? 0
+      server.setTimeout(settings.connectionTimeout ?? 0)
+      return server
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>()
+  app.decorate('setFrontHandler', (handler: FrontHandler) => {
+    front = handler
+  })
+  return app
 }
 
 /** Headers a service passes on when it calls another one, so one request can be followed across pods. */
@@ -128,6 +166,9 @@ export const serviceKit = fp<ServiceKitOptions>(
           })
         },
       })
+      app.decorate('isOverloaded', () => app.isUnderPressure())
+    } else {
+      app.decorate('isOverloaded', () => false)
     }
 
     await app.register(swagger, {

@@ -1,10 +1,15 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Registry } from 'prom-client'
+import { RequestHistogram } from './histogram.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    metrics: { registry: Registry }
+    metrics: {
+      registry: Registry
+      /** `http_server_request_duration_seconds`, for requests served outside Fastify's hooks (the gateway's proxy path). */
+      requestDuration: RequestHistogram<'method' | 'route' | 'status_code'>
+    }
   }
 }
 
@@ -34,14 +39,14 @@ export const metricsPlugin = fp<MetricsOptions>(
     ]) {
       registry.removeSingleMetric(name)
     }
-    const duration = new Histogram({
+    const duration = new RequestHistogram({
       name: 'http_server_request_duration_seconds',
       help: 'Duration of HTTP requests served, by method, route template and status code',
       labelNames: ['method', 'route', 'status_code'] as const,
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     })
-    app.decorate('metrics', { registry })
+    app.decorate('metrics', { registry, requestDuration: duration })
 
     app.addHook('onResponse', (request, reply, done) => {
       duration.observe(

@@ -1,4 +1,4 @@
-import { STATUS_CODES } from 'node:http'
+import { type OutgoingHttpHeader, type ServerResponse, STATUS_CODES } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 
@@ -52,22 +52,54 @@ export class HttpProblem extends Error {
 
 export const problemType = (slug: string) => `urn:task-manager:problem:${slug}`
 
+/** The document for a request URL (its path becomes `instance`). */
+export function problemFor(status: number, detail: string, url: string, options: ProblemOptions = {}) {
+  const query = url.indexOf('?')
+  const doc: ProblemDocument = {
+    type: options.type ?? 'about:blank',
+    title: options.title ?? STATUS_CODES[status] ?? 'Error',
+    status,
+    detail,
+    instance: query === -1 ? url : url.slice(0, query),
+    ...options.extensions,
+  }
+  if (options.errors) doc.errors = options.errors
+  return doc
+}
+
 export function problemDocument(
   status: number,
   detail: string,
   request: FastifyRequest,
   options: ProblemOptions = {},
 ) {
-  const doc: ProblemDocument = {
-    type: options.type ?? 'about:blank',
-    title: options.title ?? STATUS_CODES[status] ?? 'Error',
-    status,
-    detail,
-    instance: request.url.split('?')[0] ?? request.url,
-    ...options.extensions,
-  }
-  if (options.errors) doc.errors = options.errors
-  return doc
+  return problemFor(status, detail, request.url, options)
+}
+
+/**
+ * The same answer as `sendProblem`, written to a bare `node:http` response: for code that serves requests
+ * before Fastify sees them (the gateway's proxy path). `headers` is a flat `[name, value, ...]` list of
+ * headers to add (request id, CORS, rate-limit headers).
+ */
+export function writeProblem(
+  res: ServerResponse,
+  url: string,
+  status: number,
+  detail: string,
+  options: ProblemOptions = {},
+  headers: OutgoingHttpHeader[] = [],
+): void {
+  const body = JSON.stringify(problemFor(status, detail, url, options))
+  const out: OutgoingHttpHeader[] = [
+    'content-type',
+    PROBLEM_CONTENT_TYPE,
+    'content-length',
+    Buffer.byteLength(body),
+    ...headers,
+  ]
+  for (const name in options.headers) out.push(name, options.headers[name] as string | number)
+  res.writeHead(status, out)
+  res.end(body)
 }
 
 export function sendProblem(

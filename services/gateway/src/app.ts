@@ -1,14 +1,16 @@
+import type { OutgoingHttpHeader } from 'node:http'
 import cors from '@fastify/cors'
-import { type Verifier, verifierFromConfig } from '@task-manager/auth'
-import { type App, serviceKit } from '@task-manager/service-kit'
+import { normalizeIP } from '@fastify/rate-limit'
+import { bearerTokenOf, type Verifier, verifierFromConfig } from '@task-manager/auth'
+import { type App, problemType, sendProblem, serviceKit } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import { Redis } from 'ioredis'
+import { ClientAddress } from './client-address.js'
 import type { GatewayConfig } from './config.js'
-import { edgeAuthPlugin } from './edge-auth.js'
 import { healthRoutes } from './health-routes.js'
 import { gatewayMetrics } from './metrics.js'
-import { proxyPlugin } from './proxy.js'
-import { rateLimitPlugin } from './rate-limit.js'
+import { CorsPolicy, EdgeProxy } from './proxy.js'
+import { budgetOf, type Decision, RateLimiter, rateLimitHeaders } from './rate-limit.js'
 import { Upstream } from './upstream.js'
 
 export const identity = {
@@ -119,8 +121,8 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
             JWKS_URL:
               config.JWKS_URL ?? `${config.USER_SERVICE_URL.replace(/\/$/, '')}/.well-known/jwks.json`,
           })
-  await app.register(edgeAuthPlugin, { mode: config.AUTH_MODE, verifier: edgeVerifier })
 
+  let limiter: RateLimiter | null = null
   if (config.RATE_LIMIT_ENABLED) {
     let redis: Redis | undefined
     if (config.REDIS_URL) {
@@ -142,7 +144,7 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
         await redis?.quit().catch(() => redis?.disconnect())
       })
     }
-    await app.register(rateLimitPlugin, {
+    const active = new RateLimiter({
       perMinute: {
         reads: config.RATE_LIMIT_READS_PER_MINUTE,
         writes: config.RATE_LIMIT_WRITES_PER_MINUTE,
@@ -150,8 +152,30 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
         login: config.RATE_LIMIT_LOGIN_PER_MINUTE,
       },
       windowMs: config.RATE_LIMIT_WINDOW_MS,
-      metrics,
       redis,
+      onExceeded: (budget) => metrics.rateLimited.inc({ budget }),
+      onStoreError: (error) => log.warn({ err: error }, 'rate-limit store failed; request let through'),
+    })
+    app.addHook('onClose', async () => active.close())
+    limiter = active
+
+    // The gateway's own routes other than probes and scrapes (`/`, `/health`, unknown paths) draw from the same
+    // budgets as the proxied ones; preflights are answered by CORS before this hook.
+    app.addHook('onRequest', (request, reply, done) => {
+      if (request.routeOptions.config?.probe || request.method === 'OPTIONS') return done()
+      const token = bearerTokenOf(request.headers.authorization)
+      const principal = token && edgeVerifier?.peek ? edgeVerifier.peek(token) : undefined
+      const client = principal ? `sub:${principal.id}` : `ip:${normalizeIP(request.ip)}`
+      const decided = (decision: Decision) => {
+        const headers: OutgoingHttpHeader[] = []
+        rateLimitHeaders(decision, headers)
+        for (let i = 0; i < headers.length; i += 2) reply.header(headers[i] as string, headers[i + 1])
+        if (decision.allowed) return done()
+        sendProblem(reply, 429, active.refusal(decision), { type: problemType('rate-limited') })
+      }
+      const decision = active.take(budgetOf(request.method, request.url), client)
+      if (decision instanceof Promise) decision.then(decided)
+      else decided(decision)
     })
   }
 
@@ -161,18 +185,31 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
     timeoutMs: config.HEALTH_TIMEOUT_MS,
   })
 
-  await app.register(proxyPlugin, {
+  let closing = false
+  app.addHook('onClose', async () => {
+    closing = true
+  })
+  const proxy = new EdgeProxy({
     metrics,
+    requestDuration: app.metrics.requestDuration,
+    log,
+    clients: new ClientAddress(config.TRUST_PROXY),
+    cors: new CorsPolicy(origins, CORS_EXPOSED_HEADERS),
+    verifier: edgeVerifier,
+    limiter,
     retryAttempts: config.RETRY_ATTEMPTS,
     responseTimeoutMs: config.UPSTREAM_RESPONSE_TIMEOUT_MS,
+    draining: () => closing || app.readiness.shuttingDown,
+    overloaded: () => app.isOverloaded(),
     routes: [
       { prefix: '/tasks', upstream: tasks },
       { prefix: '/projects', upstream: projects },
       { prefix: '/users', upstream: users },
       { prefix: '/auth', upstream: users },
-      { prefix: '/.well-known/jwks.json', upstream: users, routes: ['/'] },
+      { prefix: '/.well-known/jwks.json', upstream: users, exact: true },
     ],
   })
+  app.setFrontHandler(proxy.handle)
 }
 
 export default fp(gatewayApp, { name: 'gateway', fastify: '5.x' })

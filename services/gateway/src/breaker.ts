@@ -17,7 +17,7 @@ export interface BreakerOptions {
  *
  * Written here rather than taken from opossum or @fastify/circuit-breaker: those wrap a promise-returning
  * function (opossum adds a timer and event emission per call), while a proxied request's outcome arrives
- * through @fastify/reply-from callbacks, and the decision must be one branch on the hot path. The state
+ * through undici handler callbacks on the proxy path, and the decision must be one branch there. The state
  * machine is the classic one: closed → (threshold failures) → open → (resetMs) → half-open, where exactly one
  * probe request is admitted; its success closes the circuit, its failure opens it again for another resetMs.
  */

@@ -11,7 +11,6 @@ function check(upstream: Upstream, request: FastifyRequest, timeoutMs: number): 
     const signal = AbortSignal.timeout(timeoutMs)
     upstream.request(
       {
-        origin: upstream.url.origin,
         path: '/health/ready',
         method: 'GET',
         headers: { ...propagationHeaders(request), host: upstream.url.host },

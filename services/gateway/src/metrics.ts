@@ -1,9 +1,10 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { RequestHistogram } from '@task-manager/service-kit'
+import { Counter, Gauge, type Registry } from 'prom-client'
 import { BREAKER_STATE_VALUE } from './breaker.js'
 import type { Upstream } from './upstream.js'
 
 export interface GatewayMetrics {
-  upstreamDuration: Histogram<'upstream' | 'route' | 'method' | 'status_code'>
+  upstreamDuration: RequestHistogram<'upstream' | 'route' | 'method' | 'status_code'>
   rateLimited: Counter<'budget'>
   retries: Counter<'upstream'>
   breakerRejections: Counter<'upstream'>
@@ -39,7 +40,7 @@ export function gatewayMetrics(registry: Registry, upstreams: Upstream[]): Gatew
     },
   })
   return {
-    upstreamDuration: new Histogram({
+    upstreamDuration: new RequestHistogram({
       name: 'gateway_upstream_request_duration_seconds',
       help: 'Duration of proxied requests by upstream, route template, method and status (gateway answers included)',
       labelNames: ['upstream', 'route', 'method', 'status_code'] as const,

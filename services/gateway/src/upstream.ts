@@ -113,8 +113,7 @@ export class RetryBudget {
 /**
  * An upstream service: where its requests go and how healthy it is.
  *
- * It is handed to @fastify/reply-from as its undici dispatcher (anything with `request(options, callback)`),
- * so the proxy stays @fastify/http-proxy while every attempt (retries included) picks an endpoint here:
+ * Every attempt of the proxy (retries included) and every health check picks an endpoint here:
  * - static mode: one endpoint, the configured URL (a ClusterIP Service or a fixed address balances);
  * - dns mode: every A record of the URL's host is an endpoint (a headless Service's pods), requests go
  *   round-robin across the endpoints not ejected, the name is re-resolved every `dnsRefreshMs`, and an endpoint
@@ -270,9 +269,25 @@ export class Upstream {
     }
   }
 
-  /** The undici dispatcher interface @fastify/reply-from calls for every attempt. */
+  /** An attempt on `endpoint` got a response (any status): the endpoint and the upstream are answering. */
+  succeeded(endpoint: Endpoint): void {
+    endpoint.consecutiveFailures = 0
+    this.breaker.success()
+  }
+
+  /**
+   * An attempt on `endpoint` failed before any response. Connection failures and timeouts count against the
+   * endpoint (ejection) and the circuit; anything else (the client went away) says nothing about the upstream.
+   */
+  failed(endpoint: Endpoint, error: unknown): void {
+    const code = (error as { code?: string })?.code ?? ''
+    if (CONNECTION_FAILURE_CODES.has(code) || TIMEOUT_CODES.has(code)) this.recordFailure(endpoint)
+    else this.breaker.release()
+  }
+
+  /** One request with a buffered answer (the health checks), through an endpoint, outcome recorded. */
   request(
-    options: Dispatcher.RequestOptions,
+    options: Omit<Dispatcher.RequestOptions, 'origin'>,
     callback: (err: Error | null, data?: Dispatcher.ResponseData) => void,
   ) {
     const endpoint = this.pick()
@@ -281,23 +296,13 @@ export class Upstream {
       callback(new NoEndpointError(`no endpoint of ${this.name} is known`))
       return
     }
-    // reply-from passes `undefined` timeouts explicitly; the pool's defaults must apply then.
-    const request = {
-      ...options,
-      origin: endpoint.origin,
-      headersTimeout: this.options.responseTimeoutMs,
-      bodyTimeout: this.options.responseTimeoutMs,
-    }
-    endpoint.pool.request(request, (err, data) => {
+    endpoint.pool.request({ ...options, origin: endpoint.origin }, (err, data) => {
       if (err) {
-        const code = (err as { code?: string }).code ?? ''
-        if (CONNECTION_FAILURE_CODES.has(code) || TIMEOUT_CODES.has(code)) this.recordFailure(endpoint)
-        else this.breaker.release()
+        this.failed(endpoint, err)
         callback(err)
         return
       }
-      endpoint.consecutiveFailures = 0
-      this.breaker.success()
+      this.succeeded(endpoint)
       callback(null, data)
     })
   }
@@ -311,11 +316,11 @@ export class Upstream {
 
 export type ProxyFailure = { status: 502 | 503 | 504; detail: string; retryAfter?: number }
 
-/** Maps an attempt's error (as wrapped by @fastify/reply-from, cause inside) to the client-facing answer. */
+/** Maps an attempt's error (the cause when wrapped) to the client-facing answer. */
 export function classifyFailure(upstream: Upstream, error: unknown, responseTimeoutMs: number): ProxyFailure {
   const cause = (error as { cause?: unknown })?.cause ?? error
   const code = (cause as { code?: string })?.code ?? (error as { code?: string })?.code ?? ''
-  if (TIMEOUT_CODES.has(code) || code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT') {
+  if (TIMEOUT_CODES.has(code)) {
     return { status: 504, detail: `${upstream.name} did not answer within ${responseTimeoutMs} ms` }
   }
   if (code === 'UND_ERR_CONNECT_TIMEOUT') {
