@@ -271,6 +271,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   private readonly method: string
   private readonly id: string
   private readonly upstream: Upstream
+  /** Kept: Node detaches `req.socket` once the connection is gone. */
+  private readonly socket: ClientSocket
   /** Headers every answer carries (request id, CORS, rate limits, Connection: close), flat. */
   private readonly extra: OutgoingHttpHeader[]
   private body: IncomingMessage | Buffer | null = null
@@ -294,6 +296,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.url = req.url as string
     this.method = req.method as string
     this.upstream = target.upstream
+    this.socket = req.socket
     this.id = requestIdFrom(req)
     this.extra = ['x-request-id', this.id]
   }
@@ -302,7 +305,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     const { options } = this.proxy
     const headers = this.req.headers
     options.cors.apply(headers.origin, this.extra)
-    watch(this.req.socket, this)
+    watch(this.socket, this)
 
     if (options.overloaded()) {
       options.log.warn({ request_id: this.id }, 'shedding load')
@@ -324,7 +327,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       return
     }
     const authorization = headers.authorization
-    const socket = this.req.socket as ClientSocket
+    const socket = this.socket
     const memo = socket[AUTH_MEMO]
     if (memo !== undefined && memo.authorization === authorization && memo.until > Date.now()) {
       this.limit(memo.principal)
@@ -603,7 +606,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   private done(status: number): void {
     if (this.finished) return
     this.finished = true
-    unwatch(this.req.socket, this)
+    unwatch(this.socket, this)
     const { options } = this.proxy
     const seconds = (performance.now() - this.started) / 1000
     const target = this.target

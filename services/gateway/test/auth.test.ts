@@ -92,6 +92,27 @@ describe('token verification at the edge (AUTH_MODE=required)', () => {
     expect(jwksFetches - before).toBeLessThanOrEqual(1)
   })
 
+  test('one keep-alive connection changing tokens is judged per request, never by the previous token', async () => {
+    const { Client } = await import('undici')
+    const client = new Client(gateway.url, { pipelining: 1 })
+    try {
+      const as = async (authorization: string) => {
+        const res = await client.request({ path: '/tasks', method: 'GET', headers: { authorization } })
+        await res.body.text()
+        return res.statusCode
+      }
+      const alice = `Bearer ${await issuer.sign('1')}`
+      const forged = `Bearer ${(await issuer.sign('1')).slice(0, -4)}AAAA`
+      expect(await as(alice)).toBe(200)
+      expect(await as(alice)).toBe(200)
+      expect(await as(forged)).toBe(401)
+      expect(await as('Bearer junk')).toBe(401)
+      expect(await as(alice)).toBe(200)
+    } finally {
+      await client.close()
+    }
+  })
+
   test('registration, login and the public keys need no token', async () => {
     expect((await call(`${gateway.url}/users`, { method: 'POST', body: '{}' })).json.url).toBe('/users')
     expect((await call(`${gateway.url}/auth/token`, { method: 'POST', body: '{}' })).json.url).toBe(

@@ -136,6 +136,37 @@ describe('timeouts and resets', () => {
     expect(metrics.text).toMatch(/gateway_upstream_retries_total\{[^}]*upstream="task-service"[^}]*\} 1\b/)
   })
 
+  test('a client that goes away mid-request has its upstream attempt aborted, not left running', async () => {
+    const { tasks, users, projects } = await threeServices()
+    let upstreamClosed = false
+    tasks.behave((req) => {
+      if (!req.url?.endsWith('/hang')) return false
+      req.socket.once('close', () => {
+        upstreamClosed = true
+      })
+      return true
+    })
+    const gateway = await gatewayFor({
+      UPSTREAM_RESPONSE_TIMEOUT_MS: '10000',
+      TASK_SERVICE_URL: tasks.url,
+      USER_SERVICE_URL: users.url,
+      PROJECT_SERVICE_URL: projects.url,
+    })
+    const controller = new AbortController()
+    const pending = call(`${gateway.url}/tasks/1/hang`, { signal: controller.signal }).catch((error) => error)
+    while (tasks.hits('/tasks/1/hang') === 0) await sleep(10)
+    controller.abort()
+    await pending
+    const deadline = Date.now() + 2000
+    while (!upstreamClosed && Date.now() < deadline) await sleep(10)
+    expect(upstreamClosed).toBe(true)
+    // The breaker does not count a client's departure against the service.
+    expect((await call(`${gateway.url}/tasks/1`)).status).toBe(200)
+    const metrics = (await call(`${gateway.url}/metrics`)).text
+    expect(metrics).toMatch(/gateway_circuit_breaker_state\{[^}]*upstream="task-service"[^}]*\} 0/)
+    expect(metrics).toMatch(/http_server_request_duration_seconds_count\{[^}]*route="\/tasks\/\*"[^}]*status_code="499"[^}]*\} 1/)
+  })
+
   test('retries stay within the budget: with no floor and ratio 0 nothing is retried', async () => {
     const { tasks, users, projects } = await threeServices()
     const gateway = await gatewayFor({

@@ -28,13 +28,19 @@ export async function startGateway(
 /** One HTTP call with the body read as text (and parsed when JSON). */
 export async function call(
   url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
+  options: {
+    method?: string
+    headers?: Record<string, string>
+    body?: string | Buffer
+    signal?: AbortSignal
+  } = {},
 ) {
   const started = performance.now()
   const res = await request(url, {
     method: (options.method ?? 'GET') as 'GET',
     headers: options.headers,
     body: options.body,
+    signal: options.signal,
   })
   const text = await res.body.text()
   const ms = performance.now() - started
