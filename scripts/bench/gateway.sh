@@ -21,5 +21,4 @@ BENCH_OUT=bench-results/gateway.json \
 BENCH_MARKDOWN=docs/benchmarks-gateway.md \
 BENCH_COMMAND="scripts/bench/gateway.sh" \
   node services/gateway/bench/run.mjs
-node_modules/.bin/biome format --write docs/benchmarks-gateway.md >/dev/null
 echo "[bench] wrote docs/benchmarks-gateway.md and bench-results/gateway.json" >&2

@@ -352,7 +352,8 @@ ${table}
 The gateway (LOG_LEVEL=warn) spends **${gatewayRow.cpuUsPerRequest.toFixed(1)} µs** of CPU per proxied request
 (**${(gatewayRow.cpuUsPerRequest / floorRow.cpuUsPerRequest).toFixed(2)}×** the bare Node floor; target ≤ 55 µs and ≤ 1.3×);
 its capacity is **${(capacity(gatewayRow) / capacity(nginxRow)).toFixed(2)}×** nginx's (measured req/s:
-${(gatewayRow.rps / nginxRow.rps).toFixed(2)}×; target ≥ 0.5×). At ${RATE} req/s it adds
+${(gatewayRow.rps / nginxRow.rps).toFixed(2)}×; target ≥ 0.5×; the bare floor itself reaches
+${(capacity(floorRow) / capacity(nginxRow)).toFixed(2)}× by CPU and ${(floorRow.rps / nginxRow.rps).toFixed(2)}× measured in this run). At ${RATE} req/s it adds
 **${(gatewayRow.steady.p50 - direct.steady.p50).toFixed(2)} ms** at the median and **${(gatewayRow.steady.p99 - direct.steady.p99).toFixed(2)} ms** at p99 over calling the
 upstream directly (target p99 ≤ 1 ms; on this shared machine p99 differences are within the noise, see below).
 
