@@ -164,7 +164,9 @@ describe('timeouts and resets', () => {
     expect((await call(`${gateway.url}/tasks/1`)).status).toBe(200)
     const metrics = (await call(`${gateway.url}/metrics`)).text
     expect(metrics).toMatch(/gateway_circuit_breaker_state\{[^}]*upstream="task-service"[^}]*\} 0/)
-    expect(metrics).toMatch(/http_server_request_duration_seconds_count\{[^}]*route="\/tasks\/\*"[^}]*status_code="499"[^}]*\} 1/)
+    expect(metrics).toMatch(
+      /http_server_request_duration_seconds_count\{[^}]*route="\/tasks\/\*"[^}]*status_code="499"[^}]*\} 1/,
+    )
   })
 
   test('retries stay within the budget: with no floor and ratio 0 nothing is retried', async () => {
