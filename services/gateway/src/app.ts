@@ -1,16 +1,14 @@
 import type { OutgoingHttpHeader } from 'node:http'
 import cors from '@fastify/cors'
-import { normalizeIP } from '@fastify/rate-limit'
 import { bearerTokenOf, type Verifier, verifierFromConfig } from '@task-manager/auth'
-import { type App, problemType, sendProblem, serviceKit } from '@task-manager/service-kit'
+import { type App, optionalRedis, problemType, sendProblem, serviceKit } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
 import { ClientAddress } from './client-address.js'
 import type { GatewayConfig } from './config.js'
 import { healthRoutes } from './health-routes.js'
 import { gatewayMetrics } from './metrics.js'
 import { CorsPolicy, EdgeProxy } from './proxy.js'
-import { budgetOf, type Decision, RateLimiter, rateLimitHeaders } from './rate-limit.js'
+import { budgetOf, clientKey, type Decision, RateLimiter, rateLimitHeaders } from './rate-limit.js'
 import { Upstream } from './upstream.js'
 
 export const identity = {
@@ -122,28 +120,10 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
               config.JWKS_URL ?? `${config.USER_SERVICE_URL.replace(/\/$/, '')}/.well-known/jwks.json`,
           })
 
+  const clients = new ClientAddress(config.TRUST_PROXY)
   let limiter: RateLimiter | null = null
   if (config.RATE_LIMIT_ENABLED) {
-    let redis: Redis | undefined
-    if (config.REDIS_URL) {
-      redis = new Redis(config.REDIS_URL, {
-        lazyConnect: true,
-        // Fail fast instead of queueing: a request never waits on a Redis outage (the limiter skips on error).
-        enableOfflineQueue: false,
-        maxRetriesPerRequest: 0,
-        commandTimeout: 250,
-        connectTimeout: 2000,
-      })
-      redis.on('error', (error) => log.warn({ err: error }, 'rate-limit store (Redis) error'))
-      // Not awaited: a gateway must start (and serve, counting per replica) while Redis is down; ioredis
-      // keeps reconnecting in the background.
-      redis
-        .connect()
-        .catch((error) => log.warn({ err: error }, 'rate-limit store (Redis) unreachable at start'))
-      app.addHook('onClose', async () => {
-        await redis?.quit().catch(() => redis?.disconnect())
-      })
-    }
+    const redis = optionalRedis(app, config.REDIS_URL, 'rate-limit store')
     const active = new RateLimiter({
       perMinute: {
         reads: config.RATE_LIMIT_READS_PER_MINUTE,
@@ -165,7 +145,7 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
       if (request.routeOptions.config?.probe || request.method === 'OPTIONS') return done()
       const token = bearerTokenOf(request.headers.authorization)
       const principal = token && edgeVerifier?.peek ? edgeVerifier.peek(token) : undefined
-      const client = principal ? `sub:${principal.id}` : `ip:${normalizeIP(request.ip)}`
+      const client = clientKey(principal, clients, request.raw)
       const decided = (decision: Decision) => {
         const headers: OutgoingHttpHeader[] = []
         rateLimitHeaders(decision, headers)
@@ -193,7 +173,7 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
     metrics,
     requestDuration: app.metrics.requestDuration,
     log,
-    clients: new ClientAddress(config.TRUST_PROXY),
+    clients,
     cors: new CorsPolicy(origins, CORS_EXPOSED_HEADERS),
     verifier: edgeVerifier,
     limiter,

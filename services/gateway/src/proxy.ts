@@ -1,6 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeader, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { normalizeIP } from '@fastify/rate-limit'
 import {
   asAuthError,
   authRefusal,
@@ -23,7 +22,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Dispatcher } from 'undici'
 import type { ClientAddress } from './client-address.js'
 import type { GatewayMetrics } from './metrics.js'
-import { budgetOf, type Decision, type RateLimiter, rateLimitHeaders } from './rate-limit.js'
+import { budgetOf, clientKey, type Decision, type RateLimiter, rateLimitHeaders } from './rate-limit.js'
 import {
   classifyFailure,
   type Endpoint,
@@ -76,7 +75,7 @@ const IDENTITY_PREFIXES = [
 ]
 const IDENTITY_EXACT = new Set(['remote-user', 'x-client-verify', 'x-ssl-client-dn'])
 
-export function isIdentityHeader(name: string): boolean {
+function isIdentityHeader(name: string): boolean {
   if (name.charCodeAt(0) !== 120 /* x */ && name !== 'remote-user') return false
   if (IDENTITY_EXACT.has(name)) return true
   for (const prefix of IDENTITY_PREFIXES) if (name.startsWith(prefix)) return true
@@ -99,7 +98,7 @@ const PUBLIC_ROUTES = new Set([
   'HEAD /.well-known/jwks.json',
 ])
 
-export function isPublicRoute(method: string, url: string): boolean {
+function isPublicRoute(method: string, url: string): boolean {
   const query = url.indexOf('?')
   let path = query === -1 ? url : url.slice(0, query)
   if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1)
@@ -367,9 +366,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   private readonly limit: Step = (principal) => {
     const limiter = this.proxy.options.limiter
     if (limiter === null) return this.admit()
-    const client = principal
-      ? `sub:${principal.id}`
-      : `ip:${normalizeIP(this.proxy.options.clients.ip(this.req))}`
+    const client = clientKey(principal, this.proxy.options.clients, this.req)
     const decision = limiter.take(budgetOf(this.method, this.url), client)
     if (decision instanceof Promise) decision.then(this.limited)
     else this.limited(decision)

@@ -1,5 +1,7 @@
-import type { OutgoingHttpHeader } from 'node:http'
+import type { IncomingMessage, OutgoingHttpHeader } from 'node:http'
+import { normalizeIP } from '@fastify/rate-limit'
 import type { Redis } from 'ioredis'
+import type { ClientAddress } from './client-address.js'
 
 export type Budget = 'reads' | 'writes' | 'creates' | 'login'
 
@@ -8,6 +10,18 @@ export function budgetOf(method: string, url: string): Budget {
   if (method === 'GET' || method === 'HEAD') return 'reads'
   if (method === 'POST') return url.startsWith('/auth/') || url === '/auth' ? 'login' : 'creates'
   return 'writes'
+}
+
+/**
+ * Whose budget a request draws from: the verified caller's, else its address's (trusted X-Forwarded-For
+ * honoured, IPv6 grouped as @fastify/rate-limit groups it).
+ */
+export function clientKey(
+  principal: { id: number } | null | undefined,
+  clients: ClientAddress,
+  req: IncomingMessage,
+): string {
+  return principal ? `sub:${principal.id}` : `ip:${normalizeIP(clients.ip(req))}`
 }
 
 /** One request counted against a budget. */

@@ -1,9 +1,14 @@
 import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
 import { authPlugin, createVerifier } from '@task-manager/auth'
-import { type App, ConfigError, serviceKit, setUpServiceDatabase } from '@task-manager/service-kit'
+import {
+  type App,
+  ConfigError,
+  optionalRedis,
+  serviceKit,
+  setUpServiceDatabase,
+} from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
 import type { UserServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 import type { UserDatabase } from './db/schema.js'
@@ -76,25 +81,7 @@ async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
 
   await app.register(formbody)
 
-  let redis: Redis | undefined
-  if (config.REDIS_URL) {
-    redis = new Redis(config.REDIS_URL, {
-      lazyConnect: true,
-      // Fail fast instead of queueing: a login never waits on a Redis outage.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: 250,
-      connectTimeout: 2000,
-    })
-    redis.on('error', (error) => app.log.warn({ err: error }, 'rate-limit store (Redis) error'))
-    // Not awaited: the service starts and serves while Redis is down; ioredis reconnects in the background.
-    redis
-      .connect()
-      .catch((error) => app.log.warn({ err: error }, 'rate-limit store (Redis) unreachable at start'))
-    app.addHook('onClose', async () => {
-      await redis?.quit().catch(() => redis?.disconnect())
-    })
-  }
+  const redis = optionalRedis(app, config.REDIS_URL, 'rate-limit store')
   await app.register(rateLimit, {
     global: false,
     // Shared by every replica when REDIS_URL is set. If Redis fails, limits are skipped (logged) rather
