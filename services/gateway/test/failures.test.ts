@@ -249,6 +249,35 @@ describe('circuit breaker', () => {
   })
 })
 
+describe('load shedding', () => {
+  test('while the event loop lags past the limit, proxied requests get 503 overloaded and reach no service', async () => {
+    const { tasks, users, projects } = await threeServices()
+    const gateway = await gatewayFor({
+      MAX_EVENT_LOOP_DELAY_MS: '20',
+      TASK_SERVICE_URL: tasks.url,
+      USER_SERVICE_URL: users.url,
+      PROJECT_SERVICE_URL: projects.url,
+    })
+    const before = tasks.requests.length
+    // The gateway runs in this process: keep its event loop busy in 100 ms slices until its sampler (once a
+    // second) sees the lag, then ask through it while the lag lasts.
+    const lag = async (ms: number) => {
+      const until = Date.now() + ms
+      while (Date.now() < until) {
+        const slice = Date.now() + 100
+        while (Date.now() < slice) {}
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+    }
+    await lag(1200)
+    const [res] = await Promise.all([call(`${gateway.url}/tasks/1`), lag(300)])
+    expect(res.status).toBe(503)
+    expect(res.headers['retry-after']).toBe('5')
+    expect(res.json).toMatchObject({ type: 'urn:task-manager:problem:overloaded' })
+    expect(tasks.requests.length).toBe(before)
+  })
+})
+
 describe('isolation', () => {
   test('a stalled service leaves the latency of the other routes unchanged', async () => {
     const { tasks, users, projects } = await threeServices()
