@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gateway micro-benchmark: the gateway with every protection on, measured against nginx and a bare
-# node:http + undici floor in the same run, on 127.0.0.1 only, pinned with taskset. Bounded: about 8 minutes.
+# node:http + undici floor in the same run, on 127.0.0.1 only, pinned with taskset. Bounded: about 11 minutes.
 #   scripts/bench/gateway.sh                     # writes docs/benchmarks-gateway.md
 #   BENCH_DURATION_S=5 scripts/bench/gateway.sh  # shorter runs
 # Needs: taskset (util-linux), wrk and nginx (apt-get install wrk nginx).

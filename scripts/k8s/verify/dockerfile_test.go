@@ -2,9 +2,11 @@ package verify
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,7 +54,8 @@ func TestPolicyDockerfileParsesWithBuildKit(t *testing.T) {
 
 // No container engine runs here, so the Dockerfile is held to its contract by reading it: one final stage
 // per service (named as the service), built from the production install, running `node dist/server.js`
-// as a numeric non-root user on a pinned base, on the port the chart gives the service.
+// as a numeric non-root user on a pinned base, with the command line, NODE_OPTIONS and port the chart gives
+// the service.
 func TestPolicyDockerfileStagesMatchServicesAndChart(t *testing.T) {
 	root := os.Getenv("REPO_ROOT")
 	data, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
@@ -82,9 +85,19 @@ func TestPolicyDockerfileStagesMatchServicesAndChart(t *testing.T) {
 		t.Fatal(err)
 	}
 	ports := map[string]int32{}
+	commands := map[string][]string{}
+	nodeOptions := map[string]string{}
 	for _, d := range kind.Deployments {
-		ports[d.Spec.Template.Labels["app.kubernetes.io/name"]] = d.Spec.Template.Spec.Containers[0].Ports[0].ContainerPort
+		name := d.Spec.Template.Labels["app.kubernetes.io/name"]
+		c := d.Spec.Template.Spec.Containers[0]
+		ports[name] = c.Ports[0].ContainerPort
+		commands[name] = c.Command
+		if cm := kind.ConfigMap(d.Name); cm != nil {
+			nodeOptions[name] = cm.Data["NODE_OPTIONS"]
+		}
 	}
+	nodeOptionsOf := regexp.MustCompile(`NODE_OPTIONS="([^"]*)"`)
+	defaultOptions := nodeOptionsOf.FindStringSubmatch(stages["runtime"])
 	dirs, _ := filepath.Glob(filepath.Join(root, "services", "*", "package.json"))
 	if len(dirs) == 0 {
 		t.Fatal("no services found")
@@ -102,8 +115,21 @@ func TestPolicyDockerfileStagesMatchServicesAndChart(t *testing.T) {
 		if !strings.Contains(stage, "COPY --from=build /deploy/"+name+"/ /app/") {
 			t.Errorf("target %s does not copy its own production install", name)
 		}
-		if !strings.Contains(stage, `CMD ["node", "dist/server.js"]`) {
+		// The image runs what the chart runs: the same node command line (V8 flags included) and NODE_OPTIONS.
+		var argv []string
+		cmd := regexp.MustCompile(`(?m)^CMD (\[.*\])$`).FindStringSubmatch(stage)
+		if cmd == nil || json.Unmarshal([]byte(cmd[1]), &argv) != nil || len(argv) < 2 || argv[0] != "node" ||
+			argv[len(argv)-1] != "dist/server.js" {
 			t.Errorf("target %s does not run node dist/server.js directly", name)
+		} else if !slices.Equal(argv, commands[name]) {
+			t.Errorf("target %s runs %q, its Deployment %q", name, argv, commands[name])
+		}
+		options := nodeOptionsOf.FindStringSubmatch(stage)
+		if options == nil {
+			options = defaultOptions
+		}
+		if options == nil || options[1] != nodeOptions[name] {
+			t.Errorf("target %s runs with NODE_OPTIONS %q, its Deployment with %q", name, options, nodeOptions[name])
 		}
 		port, ok := ports[name]
 		if !ok {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -163,9 +164,17 @@ func TestPolicyResources(t *testing.T) {
 			if mem.Cmp(resource.MustParse("64Mi")) < 0 || mem.Cmp(resource.MustParse("128Mi")) > 0 || limit.Cmp(resource.MustParse("256Mi")) != 0 {
 				t.Errorf("%s: %s memory %s/%s, want a 64-128Mi request and a 256Mi limit (measured peak RSS ~110-145 MB)", r.Case, d.Name, mem.String(), limit.String())
 			}
+			// The measured runtime flags (docs/benchmarks.md; the gateway's in docs/gateway.md, "Performance").
+			wantOptions, wantCommand := "--max-semi-space-size=4 --max-old-space-size=160", []string{"node", "dist/server.js"}
+			if d.Spec.Template.Labels["app.kubernetes.io/name"] == "gateway" {
+				wantOptions, wantCommand = "--max-semi-space-size=4", []string{"node", "--single-threaded-gc", "dist/server.js"}
+			}
 			cm := r.ConfigMap(d.Name)
-			if cm == nil || !strings.Contains(cm.Data["NODE_OPTIONS"], "--max-semi-space-size=4 --max-old-space-size=160") {
-				t.Errorf("%s: %s does not run with the measured NODE_OPTIONS", r.Case, d.Name)
+			if cm == nil || cm.Data["NODE_OPTIONS"] != wantOptions {
+				t.Errorf("%s: %s does not run with the measured NODE_OPTIONS %q", r.Case, d.Name, wantOptions)
+			}
+			if !slices.Equal(c.Command, wantCommand) {
+				t.Errorf("%s: %s runs %q, want %q", r.Case, d.Name, c.Command, wantCommand)
 			}
 		}
 	}

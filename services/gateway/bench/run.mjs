@@ -29,6 +29,31 @@ const children = []
 
 const log = (message) => process.stderr.write(`[bench] ${message}\n`)
 
+/**
+ * The gateway's runtime settings as deployed: the `nodeFlags` and `nodeOptions` of its chart preset (the Dockerfile
+ * and the umbrella chart are held to the same by scripts/k8s/verify), and the chart's default NODE_OPTIONS, which
+ * the other services run with.
+ */
+function chartRuntime() {
+  const chart = join(gatewayDir, '..', '..', 'charts', 'microservice')
+  const preset = readFileSync(join(chart, 'presets', 'gateway.yaml'), 'utf8')
+  const defaults = readFileSync(join(chart, 'values.yaml'), 'utf8')
+  const field = (text, name) => new RegExp(`^${name}: (.*)$`, 'm').exec(text)?.[1]?.trim()
+  return {
+    gateway: {
+      flags: JSON.parse(field(preset, 'nodeFlags') ?? '[]'),
+      nodeOptions: field(preset, 'nodeOptions') ?? '',
+    },
+    fleet: { flags: [], nodeOptions: field(defaults, 'nodeOptions') ?? '' },
+    defaults: { flags: [], nodeOptions: '' },
+  }
+}
+const RUNTIME = chartRuntime()
+const describeRuntime = ({ flags, nodeOptions }) =>
+  [flags.length ? `node ${flags.join(' ')}` : '', nodeOptions ? `NODE_OPTIONS="${nodeOptions}"` : '']
+    .filter(Boolean)
+    .join(', ') || 'Node defaults'
+
 function pinned(command, args, options = {}) {
   const child = spawn('taskset', ['-c', SERVER_CPU, command, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -208,8 +233,14 @@ http {
   rows.push(await measure('nginx (1 worker)', 'http://127.0.0.1:18081/tasks/1', nginx.pid, headers))
   await stop(nginx)
 
-  const env = { ...process.env, UPSTREAM: upstreamUrl }
-  const floor = pinned(node, [join(here, 'floor.mjs')], { cwd: gatewayDir, env: { ...env, PORT: '18082' } })
+  // Every Node proxy runs with the gateway's deployed runtime settings, so that the rows differ in code only;
+  // the last two gateway rows show what those settings are worth.
+  const runtime = RUNTIME.gateway
+  const env = { ...process.env, UPSTREAM: upstreamUrl, NODE_OPTIONS: runtime.nodeOptions }
+  const floor = pinned(node, [...runtime.flags, join(here, 'floor.mjs')], {
+    cwd: gatewayDir,
+    env: { ...env, PORT: '18082' },
+  })
   await firstLine(floor)
   rows.push(
     await measure(
@@ -221,7 +252,7 @@ http {
   )
   await stop(floor)
 
-  const plain = pinned(node, [join(here, 'plain-proxy.mjs')], {
+  const plain = pinned(node, [...runtime.flags, join(here, 'plain-proxy.mjs')], {
     cwd: gatewayDir,
     env: { ...env, PORT: '18083' },
   })
@@ -236,7 +267,10 @@ http {
   )
   await stop(plain)
 
-  const kit = pinned(node, [join(here, 'kit-proxy.mjs')], { cwd: gatewayDir, env: { ...env, PORT: '18085' } })
+  const kit = pinned(node, [...runtime.flags, join(here, 'kit-proxy.mjs')], {
+    cwd: gatewayDir,
+    env: { ...env, PORT: '18085' },
+  })
   await firstLine(kit)
   rows.push(
     await measure(
@@ -248,12 +282,27 @@ http {
   )
   await stop(kit)
 
-  for (const logLevel of ['warn', 'info']) {
-    const gateway = pinned(node, [join(gatewayDir, 'dist', 'server.js')], {
+  const gateways = [
+    { name: 'gateway, all protections (LOG_LEVEL=warn)', logLevel: 'warn', runtime, main: true },
+    { name: 'gateway, all protections (LOG_LEVEL=info: a log line per request)', logLevel: 'info', runtime },
+    {
+      name: `gateway, all protections (LOG_LEVEL=warn), ${describeRuntime(RUNTIME.defaults)}`,
+      logLevel: 'warn',
+      runtime: RUNTIME.defaults,
+    },
+    {
+      name: `gateway, all protections (LOG_LEVEL=warn), the other services' ${describeRuntime(RUNTIME.fleet)}`,
+      logLevel: 'warn',
+      runtime: RUNTIME.fleet,
+    },
+  ]
+  for (const { name, logLevel, runtime: settings, main } of gateways) {
+    const gateway = pinned(node, [...settings.flags, join(gatewayDir, 'dist', 'server.js')], {
       cwd: gatewayDir,
       stdio: ['ignore', 'ignore', 'inherit'],
       env: {
         ...process.env,
+        NODE_OPTIONS: settings.nodeOptions,
         HOST: '127.0.0.1',
         PORT: '18084',
         LOG_LEVEL: logLevel,
@@ -266,14 +315,8 @@ http {
       },
     })
     await waitForPort(18084)
-    rows.push(
-      await measure(
-        `gateway, all protections (LOG_LEVEL=${logLevel}${logLevel === 'info' ? ': a log line per request' : ''})`,
-        'http://127.0.0.1:18084/tasks/1',
-        gateway.pid,
-        headers,
-      ),
-    )
+    const row = await measure(name, 'http://127.0.0.1:18084/tasks/1', gateway.pid, headers)
+    rows.push(main ? { ...row, main } : row)
     await stop(gateway)
   }
   await stop(upstream)
@@ -287,6 +330,7 @@ http {
     nginx: cpu('nginx -v 2>&1'),
     wrk: cpu('wrk -v 2>&1 | head -1'),
     settings: { DURATION, WARMUP, CONNECTIONS, RATE, SERVER_CPU, LOAD_CPU, RUNS },
+    runtime: describeRuntime(RUNTIME.gateway),
     rows,
   }
   if (OUT) writeFileSync(OUT, JSON.stringify(report, null, 2))
@@ -329,7 +373,7 @@ function render(report) {
   }
   const table = lines.join('\n')
   if (process.env.BENCH_MARKDOWN) {
-    const gatewayRow = rows.find((row) => row.name.includes('LOG_LEVEL=warn'))
+    const gatewayRow = rows.find((row) => row.main) ?? rows.find((row) => row.name.includes('LOG_LEVEL=warn'))
     writeFileSync(
       process.env.BENCH_MARKDOWN,
       `# Gateway benchmark
@@ -346,6 +390,10 @@ disturbed run is the closest to what the proxy itself costs. CPU per request is 
 the proxy process (all its threads, nginx's worker included) during the wrk run divided by the requests served;
 the upstream's own CPU is not in it. "Capacity vs nginx (from CPU)" compares 1 / (proxy CPU + upstream CPU),
 what one core serving both can do, which stays meaningful when measured req/s is disturbed.
+
+Runtime: every Node proxy runs as the gateway is deployed (${report.runtime ?? 'Node defaults'}; from
+charts/microservice/presets/gateway.yaml), so the rows differ in code only. The last two gateway rows run the same
+gateway with Node's defaults and with the other services' NODE_OPTIONS, to show what those settings are worth.
 
 ${table}
 
