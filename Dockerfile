@@ -65,4 +65,4 @@ COPY --from=build /deploy/gateway/ /app/
 ENV PORT=8006 \
     NODE_OPTIONS="--max-semi-space-size=4"
 EXPOSE 8006
-CMD ["node", "--single-threaded-gc", "dist/server.js"]
+CMD ["node", "--single-threaded-gc", "--heap-growing-percent=300", "dist/server.js"]

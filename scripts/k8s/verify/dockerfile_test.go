@@ -128,8 +128,10 @@ func TestPolicyDockerfileStagesMatchServicesAndChart(t *testing.T) {
 		if options == nil {
 			options = defaultOptions
 		}
-		if options == nil || options[1] != nodeOptions[name] {
-			t.Errorf("target %s runs with NODE_OPTIONS %q, its Deployment with %q", name, options, nodeOptions[name])
+		if options == nil {
+			t.Errorf("target %s sets no NODE_OPTIONS, its Deployment %q", name, nodeOptions[name])
+		} else if options[1] != nodeOptions[name] {
+			t.Errorf("target %s runs with NODE_OPTIONS %q, its Deployment with %q", name, options[1], nodeOptions[name])
 		}
 		port, ok := ports[name]
 		if !ok {

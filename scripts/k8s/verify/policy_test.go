@@ -167,7 +167,7 @@ func TestPolicyResources(t *testing.T) {
 			// The measured runtime flags (docs/benchmarks.md; the gateway's in docs/gateway.md, "Performance").
 			wantOptions, wantCommand := "--max-semi-space-size=4 --max-old-space-size=160", []string{"node", "dist/server.js"}
 			if d.Spec.Template.Labels["app.kubernetes.io/name"] == "gateway" {
-				wantOptions, wantCommand = "--max-semi-space-size=4", []string{"node", "--single-threaded-gc", "dist/server.js"}
+				wantOptions, wantCommand = "--max-semi-space-size=4", []string{"node", "--single-threaded-gc", "--heap-growing-percent=300", "dist/server.js"}
 			}
 			cm := r.ConfigMap(d.Name)
 			if cm == nil || cm.Data["NODE_OPTIONS"] != wantOptions {
