@@ -6,7 +6,7 @@
 // spent per request (from /proc, user + system), and latency at a moderate fixed rate against the upstream alone.
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -46,9 +46,57 @@ function chartRuntime() {
     },
     fleet: { flags: [], nodeOptions: field(defaults, 'nodeOptions') ?? '' },
     defaults: { flags: [], nodeOptions: '' },
+    // resources.limits.memory, the first limits block of the values.
+    memoryLimitMi: Number(/^ {2}limits:\n(?: {4}.*\n)*? {4}memory: (\d+)Mi$/m.exec(defaults)?.[1] ?? 0),
   }
 }
 const RUNTIME = chartRuntime()
+
+/**
+ * A memory cgroup with the pod's memory limit, for the Node proxies: in a pod Node sizes V8's heap from that limit,
+ * which changes how often it collects (docs/gateway.md, "Performance"). Needs root and a writable cgroup hierarchy
+ * (v1 or v2); without one the proxies run without a limit and the report says so.
+ */
+function memoryCgroup(limitMi) {
+  if (!limitMi) return null
+  let dir
+  try {
+    const lines = readFileSync('/proc/self/cgroup', 'utf8').split('\n')
+    const v1 = lines
+      .map((line) => /^\d+:([^:]*):(.*)$/.exec(line))
+      .find((m) => m?.[1].split(',').includes('memory'))
+    const v2 = lines.map((line) => /^0::(.*)$/.exec(line)).find(Boolean)
+    const [root, path, limitFile] = v1
+      ? ['/sys/fs/cgroup/memory', v1[2], 'memory.limit_in_bytes']
+      : ['/sys/fs/cgroup', v2?.[1] ?? '/', 'memory.max']
+    dir = join(root, path, `bench-gateway-${process.pid}`)
+    mkdirSync(dir)
+    writeFileSync(join(dir, limitFile), String(limitMi * 2 ** 20))
+    // Joining can still be refused (cgroup v2 keeps processes out of inner nodes): try it with a throwaway shell.
+    execFileSync('sh', ['-c', `echo $$ > ${dir}/cgroup.procs`])
+    return dir
+  } catch (error) {
+    log(
+      `no memory cgroup (${error.message.split('\n')[0]}): the Node proxies run without the pod's memory limit`,
+    )
+    if (dir) {
+      try {
+        rmdirSync(dir)
+      } catch {
+        // never created, or not empty: nothing of ours to undo
+      }
+    }
+    return null
+  }
+}
+/** Set when the benchmark starts (not when only re-rendering a saved run). */
+let CGROUP = null
+
+/** A Node proxy, pinned like every server here and, when there is one, in the pod's memory cgroup. */
+function pinnedNode(args, options) {
+  if (CGROUP === null) return pinned(node, args, options)
+  return pinned('sh', ['-c', `echo $$ > ${CGROUP}/cgroup.procs && exec "$0" "$@"`, node, ...args], options)
+}
 const describeRuntime = ({ flags, nodeOptions }) =>
   [flags.length ? `node ${flags.join(' ')}` : '', nodeOptions ? `NODE_OPTIONS="${nodeOptions}"` : '']
     .filter(Boolean)
@@ -197,6 +245,7 @@ async function measure(name, url, pid, headers) {
 }
 
 async function main() {
+  CGROUP = memoryCgroup(RUNTIME.memoryLimitMi)
   const upstream = pinned(node, [join(here, 'upstream.mjs')], { cwd: gatewayDir })
   const { port: upstreamPort, token } = JSON.parse(await firstLine(upstream))
   const upstreamUrl = `http://127.0.0.1:${upstreamPort}`
@@ -237,7 +286,7 @@ http {
   // the last two gateway rows show what those settings are worth.
   const runtime = RUNTIME.gateway
   const env = { ...process.env, UPSTREAM: upstreamUrl, NODE_OPTIONS: runtime.nodeOptions }
-  const floor = pinned(node, [...runtime.flags, join(here, 'floor.mjs')], {
+  const floor = pinnedNode([...runtime.flags, join(here, 'floor.mjs')], {
     cwd: gatewayDir,
     env: { ...env, PORT: '18082' },
   })
@@ -252,7 +301,7 @@ http {
   )
   await stop(floor)
 
-  const plain = pinned(node, [...runtime.flags, join(here, 'plain-proxy.mjs')], {
+  const plain = pinnedNode([...runtime.flags, join(here, 'plain-proxy.mjs')], {
     cwd: gatewayDir,
     env: { ...env, PORT: '18083' },
   })
@@ -267,7 +316,7 @@ http {
   )
   await stop(plain)
 
-  const kit = pinned(node, [...runtime.flags, join(here, 'kit-proxy.mjs')], {
+  const kit = pinnedNode([...runtime.flags, join(here, 'kit-proxy.mjs')], {
     cwd: gatewayDir,
     env: { ...env, PORT: '18085' },
   })
@@ -297,7 +346,7 @@ http {
     },
   ]
   for (const { name, logLevel, runtime: settings, main } of gateways) {
-    const gateway = pinned(node, [...settings.flags, join(gatewayDir, 'dist', 'server.js')], {
+    const gateway = pinnedNode([...settings.flags, join(gatewayDir, 'dist', 'server.js')], {
       cwd: gatewayDir,
       stdio: ['ignore', 'ignore', 'inherit'],
       env: {
@@ -331,6 +380,7 @@ http {
     wrk: cpu('wrk -v 2>&1 | head -1'),
     settings: { DURATION, WARMUP, CONNECTIONS, RATE, SERVER_CPU, LOAD_CPU, RUNS },
     runtime: describeRuntime(RUNTIME.gateway),
+    memoryLimit: CGROUP === null ? null : `${RUNTIME.memoryLimitMi}Mi`,
     rows,
   }
   if (OUT) writeFileSync(OUT, JSON.stringify(report, null, 2))
@@ -392,7 +442,7 @@ the upstream's own CPU is not in it. "Capacity vs nginx (from CPU)" compares 1 /
 what one core serving both can do, which stays meaningful when measured req/s is disturbed.
 
 Runtime: every Node proxy runs as the gateway is deployed (${report.runtime ?? 'Node defaults'}; from
-charts/microservice/presets/gateway.yaml), so the rows differ in code only. The last two gateway rows run the same
+charts/microservice/presets/gateway.yaml), ${report.memoryLimit ? `in a memory cgroup limited to ${report.memoryLimit}, the chart's memory limit, as in a pod (Node sizes V8's heap from it)` : "without the pod's memory limit (no writable memory cgroup where this ran)"}, so the rows differ in code only. The last two gateway rows run the same
 gateway with Node's defaults and with the other services' NODE_OPTIONS, to show what those settings are worth.
 
 ${table}
@@ -433,4 +483,12 @@ try {
 } finally {
   for (const child of children)
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  if (CGROUP !== null) {
+    await sleep(500)
+    try {
+      rmdirSync(CGROUP)
+    } catch (error) {
+      log(`could not remove ${CGROUP}: ${error.message}`)
+    }
+  }
 }
