@@ -76,7 +76,7 @@ describe('RequestHistogram', () => {
     const value = (prefix: string) =>
       Number(
         lines
-          .find((line) => line.startsWith(prefix) || line.includes(prefix))
+          .find((line) => line.startsWith(prefix))
           ?.split(' ')
           .pop(),
       )

@@ -92,10 +92,15 @@ function memoryCgroup(limitMi) {
 /** Set when the benchmark starts (not when only re-rendering a saved run). */
 let CGROUP = null
 
-/** A Node proxy, pinned like every server here and, when there is one, in the pod's memory cgroup. */
-function pinnedNode(args, options) {
-  if (CGROUP === null) return pinned(node, args, options)
-  return pinned('sh', ['-c', `echo $$ > ${CGROUP}/cgroup.procs && exec "$0" "$@"`, node, ...args], options)
+/**
+ * A Node proxy started with a runtime's flags and NODE_OPTIONS, pinned like every server here and, when there is
+ * one, in the pod's memory cgroup.
+ */
+function pinnedNode({ flags, nodeOptions }, entry, options) {
+  const args = [...flags, entry]
+  const settings = { ...options, env: { ...options.env, NODE_OPTIONS: nodeOptions } }
+  if (CGROUP === null) return pinned(node, args, settings)
+  return pinned('sh', ['-c', `echo $$ > ${CGROUP}/cgroup.procs && exec "$0" "$@"`, node, ...args], settings)
 }
 const describeRuntime = ({ flags, nodeOptions }) =>
   [flags.length ? `node ${flags.join(' ')}` : '', nodeOptions ? `NODE_OPTIONS="${nodeOptions}"` : '']
@@ -285,8 +290,8 @@ http {
   // Every Node proxy runs with the gateway's deployed runtime settings, so that the rows differ in code only;
   // the last two gateway rows show what those settings are worth.
   const runtime = RUNTIME.gateway
-  const env = { ...process.env, UPSTREAM: upstreamUrl, NODE_OPTIONS: runtime.nodeOptions }
-  const floor = pinnedNode([...runtime.flags, join(here, 'floor.mjs')], {
+  const env = { ...process.env, UPSTREAM: upstreamUrl }
+  const floor = pinnedNode(runtime, join(here, 'floor.mjs'), {
     cwd: gatewayDir,
     env: { ...env, PORT: '18082' },
   })
@@ -301,7 +306,7 @@ http {
   )
   await stop(floor)
 
-  const plain = pinnedNode([...runtime.flags, join(here, 'plain-proxy.mjs')], {
+  const plain = pinnedNode(runtime, join(here, 'plain-proxy.mjs'), {
     cwd: gatewayDir,
     env: { ...env, PORT: '18083' },
   })
@@ -316,7 +321,7 @@ http {
   )
   await stop(plain)
 
-  const kit = pinnedNode([...runtime.flags, join(here, 'kit-proxy.mjs')], {
+  const kit = pinnedNode(runtime, join(here, 'kit-proxy.mjs'), {
     cwd: gatewayDir,
     env: { ...env, PORT: '18085' },
   })
@@ -346,12 +351,11 @@ http {
     },
   ]
   for (const { name, logLevel, runtime: settings, main } of gateways) {
-    const gateway = pinnedNode([...settings.flags, join(gatewayDir, 'dist', 'server.js')], {
+    const gateway = pinnedNode(settings, join(gatewayDir, 'dist', 'server.js'), {
       cwd: gatewayDir,
       stdio: ['ignore', 'ignore', 'inherit'],
       env: {
         ...process.env,
-        NODE_OPTIONS: settings.nodeOptions,
         HOST: '127.0.0.1',
         PORT: '18084',
         LOG_LEVEL: logLevel,
