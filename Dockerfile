@@ -29,10 +29,11 @@ RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store \
       bash scripts/k8s/prod-install.sh "$service" "/deploy/$service"; \
     done
 
-# runtime is what every service image shares. Every service starts with the kit's tracing entry
-# (`--import @task-manager/service-kit/instrument`), which loads OpenTelemetry before the service's modules when
-# OTEL_EXPORTER_OTLP_ENDPOINT is set and does nothing otherwise (docs/operations.md, "Traces").
+# runtime is what every service image shares.
 FROM ${NODE_IMAGE} AS runtime
+# Every service starts with the kit's tracing entry (`--import @task-manager/service-kit/instrument`), which loads
+# OpenTelemetry before the service's modules when OTEL_EXPORTER_OTLP_ENDPOINT is set and does nothing otherwise
+# (docs/operations.md, "Traces").
 # Measured (docs/benchmarks.md): a small young generation plus a heap ceiling keep a service's peak RSS near
 # 110-145 MB under load instead of 250-390 MB (the chart's memory limit is 256Mi).
 ENV NODE_ENV=production \

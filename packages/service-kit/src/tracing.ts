@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs'
+import { register } from 'node:module'
 import { dirname, join } from 'node:path'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici'
 import { NodeSDK } from '@opentelemetry/sdk-node'
-import { register as registerImportHooks } from 'import-in-the-middle/register-hooks.mjs'
+import { register as registerImportHooks, supportsSyncHooks } from 'import-in-the-middle/register-hooks.mjs'
 import { markTracingActive } from './telemetry.js'
 
 /** Probes and scrapes: never traced (they would be most of the spans and tell nothing). */
@@ -46,7 +47,10 @@ export function startTracing(env: NodeJS.ProcessEnv): NodeSDK {
   env.OTEL_LOGS_EXPORTER ??= 'none'
   // The services are ES modules: `pg` is patched as it is imported, through import-in-the-middle's synchronous
   // module hooks (in-thread, no loader worker), limited to the modules instrumented here.
-  registerImportHooks({ include: ['pg', 'pg-pool'] })
+  // (Node releases before 24.11.1 get the same hook as a loader thread.)
+  const include = ['pg', 'pg-pool']
+  if (supportsSyncHooks()) registerImportHooks({ include })
+  else register('import-in-the-middle/hook.mjs', import.meta.url, { data: { include } })
   const sdk = new NodeSDK({
     serviceName: env.OTEL_SERVICE_NAME ? undefined : serviceNameOf(process.argv[1]),
     metricReaders: [],
