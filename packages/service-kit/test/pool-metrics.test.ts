@@ -19,7 +19,8 @@ function sample(text: string, series: string): number | undefined {
 test('/metrics shows the pool in use, its waiters and every caller that timed out waiting', async () => {
   const app = createServer(identity, { LOG_LEVEL: 'silent' })
   await app.register(serviceKit, identity)
-  const db = createDatabase({ connectionString: database.url, max: 1, connectionTimeoutMs: 300 })
+  // Waiters give up after 3 s: long enough for this busy machine to open the first connection in time.
+  const db = createDatabase({ connectionString: database.url, max: 1, connectionTimeoutMs: 3000 })
   await app.register(databasePlugin, { database: db })
   await app.ready()
   const scrape = async () => (await app.inject({ url: '/metrics' })).body
@@ -31,7 +32,7 @@ test('/metrics shows the pool in use, its waiters and every caller that timed ou
   expect(sample(text, 'db_client_connections{state="idle",service="pool-test"}')).toBe(0)
   expect(sample(text, 'db_client_connections_max{service="pool-test"}')).toBe(1)
 
-  // Two callers wait (one through pool.query, one through Kysely); both give up after 300 ms.
+  // Two callers wait (one through pool.query, one through Kysely); both give up after 3 s.
   const waiting = [
     db.pool.query('select 1').catch((error: Error) => error),
     db.db
@@ -39,9 +40,12 @@ test('/metrics shows the pool in use, its waiters and every caller that timed ou
       .execute()
       .catch((error: Error) => error),
   ]
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  text = await scrape()
-  expect(sample(text, 'db_client_connections_pending_requests{service="pool-test"}')).toBe(2)
+  let pending: number | undefined
+  for (let i = 0; i < 40 && pending !== 2; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 25))
+    pending = sample(await scrape(), 'db_client_connections_pending_requests{service="pool-test"}')
+  }
+  expect(pending).toBe(2)
   const errors = await Promise.all(waiting)
   for (const error of errors) expect(String(error)).toMatch(/timeout exceeded when trying to connect/)
   text = await scrape()
