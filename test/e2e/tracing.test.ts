@@ -86,19 +86,11 @@ function describeTrace(spans: ReceivedSpan[]): string {
 }
 
 /**
- * The service whose server span is the root of a request's trace. The gateway serves proxied requests in
- * front of Fastify's router (docs/gateway.md), where no server span is made yet: it passes the client's
- * traceparent on unchanged, so the trace starts at the service it proxies to, as the child of the client's
- * span.
- */
-const EDGE = { tasks: 'task-service', projects: 'project-service' }
-
-/**
- * The shape every trace of a proxied request has: one root (the edge's server span, child of the client's
+ * The shape every trace of a proxied request has: one root (the gateway's server span, child of the client's
  * span when the client sent a traceparent), every other span's parent in the trace, server spans of a service
  * children of a client span of its caller, database spans inside their service's server span.
  */
-function expectOneConnectedTrace(spans: ReceivedSpan[], edge: string, clientSpanId?: string) {
+function expectOneConnectedTrace(spans: ReceivedSpan[], clientSpanId?: string) {
   const ids = new Set(spans.map((span) => span.spanId))
   const roots = spans.filter((span) => !ids.has(span.parentSpanId))
   expect(
@@ -106,7 +98,7 @@ function expectOneConnectedTrace(spans: ReceivedSpan[], edge: string, clientSpan
     describeTrace(spans),
   ).toHaveLength(1)
   const root = roots[0] as ReceivedSpan
-  expect(root.service).toBe(edge)
+  expect(root.service).toBe('gateway')
   expect(root.kind).toBe(SpanKind.SERVER)
   if (clientSpanId !== undefined) expect(root.parentSpanId).toBe(clientSpanId)
   const byId = new Map(spans.map((span) => [span.spanId, span]))
@@ -136,7 +128,7 @@ function databaseSpans(spans: ReceivedSpan[], service: string): ReceivedSpan[] {
 }
 
 describe('one trace per request, across every hop', () => {
-  test('POST /tasks: task-service → project-service (and the user-service for keys) and both databases, one trace; logs carry its id', async () => {
+  test('POST /tasks: gateway → task-service → project-service and both databases, one trace; logs carry its id', async () => {
     const { api } = system
     const alice = await signUp(api, 'Tracy')
     const project = await api<{ id: number }>('POST', '/projects', {
@@ -156,20 +148,22 @@ describe('one trace per request, across every hop', () => {
     })
     expect(created.status).toBe(201)
 
-    const spans = await traceFrom(traceId, ['task-service', 'project-service'])
-    expectOneConnectedTrace(spans, EDGE.tasks, clientSpanId)
+    const spans = await traceFrom(traceId, ['gateway', 'task-service', 'project-service'])
+    expectOneConnectedTrace(spans, clientSpanId)
 
+    const gateway = serverSpan(spans, 'gateway')
+    expect(gateway.name).toMatch(/^POST \/tasks/)
     const tasks = serverSpan(spans, 'task-service')
     expect(tasks.name).toBe('POST /tasks')
     expect(tasks.attributes['http.route']).toBe('/tasks')
     const projects = serverSpan(spans, 'project-service')
     expect(projects.name).toBe('GET /projects/:id/members/:userId')
-    expect(ancestry(projects, spans).map((s) => s.service)).toEqual([
-      'task-service',
-      'task-service',
-      'task-service',
-      'project-service',
-    ])
+    // gateway server → gateway call → task-service server → handler → call → project-service server.
+    expect(ancestry(tasks, spans)[0]).toBe(gateway)
+    expect(ancestry(projects, spans)[0]).toBe(gateway)
+    expect(new Set(ancestry(projects, spans).map((s) => s.service))).toEqual(
+      new Set(['gateway', 'task-service', 'project-service']),
+    )
 
     // Database statements of both services, inside their own service's request, without the values.
     for (const [service, server] of [
@@ -200,14 +194,14 @@ describe('one trace per request, across every hop', () => {
     expect(new Set(lines.map((l) => l.service))).toEqual(
       new Set(['gateway', 'task-service', 'project-service']),
     )
-    for (const { service, line } of lines.filter((l) => l.service !== 'gateway')) {
+    for (const { service, line } of lines) {
       expect(line.trace_id, `${service}: ${JSON.stringify(line)}`).toBe(traceId)
       const own = spans.find((span) => span.spanId === line.span_id)
       expect(own?.service, `${service}: ${JSON.stringify(line)}`).toBe(service)
     }
   })
 
-  test('DELETE /projects/{id}: project-service → its database, one trace found from the log line', async () => {
+  test('DELETE /projects/{id}: gateway → project-service → its database, one trace found from the gateway log line', async () => {
     const { api } = system
     const owner = await signUp(api, 'Delia')
     const project = await api<{ id: number }>('POST', '/projects', {
@@ -216,22 +210,23 @@ describe('one trace per request, across every hop', () => {
     })
     expect(project.status).toBe(201)
 
-    // No traceparent from the client: the trace starts in the system; its id is found in the edge's log line.
+    // No traceparent from the client: the gateway starts the trace; its id is found in the gateway's log line.
     const deleted = await api('DELETE', `/projects/${project.body.id}`, { token: owner.token })
     expect(deleted.status).toBe(204)
     const requestId = deleted.headers.get('x-request-id') as string
-    await waitFor('the log line of the request', async () =>
-      logLinesOf(requestId).some((l) => l.service === EDGE.projects),
+    await waitFor('the gateway log line of the request', async () =>
+      logLinesOf(requestId).some((l) => l.service === 'gateway'),
     )
-    const edgeLine = logLinesOf(requestId).find((l) => l.service === EDGE.projects)?.line as Record<
+    const gatewayLine = logLinesOf(requestId).find((l) => l.service === 'gateway')?.line as Record<
       string,
       unknown
     >
-    const traceId = edgeLine.trace_id as string
+    const traceId = gatewayLine.trace_id as string
     expect(traceId).toMatch(/^[0-9a-f]{32}$/)
 
-    const spans = await traceFrom(traceId, [EDGE.projects])
-    expectOneConnectedTrace(spans, EDGE.projects, '')
+    const spans = await traceFrom(traceId, ['gateway', 'project-service'])
+    expectOneConnectedTrace(spans, '')
+    expect(serverSpan(spans, 'gateway').name).toMatch(/^DELETE \/projects/)
     const projects = serverSpan(spans, 'project-service')
     expect(projects.name).toBe('DELETE /projects/:id')
     const statements = databaseSpans(spans, 'project-service')
@@ -239,7 +234,7 @@ describe('one trace per request, across every hop', () => {
       statements.some((s) => /delete/i.test(String(s.attributes['db.query.text']))),
       describeTrace(spans),
     ).toBe(true)
-    for (const { service, line } of logLinesOf(requestId).filter((l) => l.service !== 'gateway')) {
+    for (const { service, line } of logLinesOf(requestId)) {
       expect(line.trace_id, `${service}: ${JSON.stringify(line)}`).toBe(traceId)
     }
   })
