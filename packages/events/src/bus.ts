@@ -6,8 +6,9 @@ import {
   RetentionPolicy,
   StorageType,
 } from '@nats-io/jetstream'
-import { connect, type NatsConnection } from '@nats-io/transport-node'
+import { connect, type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node'
 import type { STREAMS } from './catalog.js'
+import type { EventEnvelope } from './envelope.js'
 
 export interface Logger {
   info(obj: object, msg: string): void
@@ -103,8 +104,9 @@ export class EventBus {
     return jetstream(this.nc, { timeout: 5_000 })
   }
 
-  manager(): Promise<JetStreamManager> {
-    if (!this.nc) return Promise.reject(new Error('NATS is not connected yet'))
+  async manager(): Promise<JetStreamManager> {
+    await this.ready
+    if (!this.nc) throw new Error('NATS is not connected')
     this.managerPromise ??= jetstreamManager(this.nc, { timeout: 5_000 })
     this.managerPromise.catch(() => {
       this.managerPromise = null
@@ -138,6 +140,22 @@ export class EventBus {
         if (!/already in use/i.test((addError as Error).message)) throw addError
       }
     }
+  }
+
+  /**
+   * Publishes one event directly (Nats-Msg-Id = event id, traceparent header) and waits for the
+   * broker's acknowledgement. Services publish through the outbox; this is for tools and tests.
+   */
+  async publish(event: EventEnvelope, timeoutMs = 5_000): Promise<void> {
+    await this.ready
+    const headers = natsHeaders()
+    headers.set('Nats-Msg-Id', event.id)
+    if (event.traceparent) headers.set('traceparent', event.traceparent)
+    await this.jetstream().publish(event.type, JSON.stringify(event), {
+      msgID: event.id,
+      headers,
+      timeout: timeoutMs,
+    })
   }
 
   async close(): Promise<void> {

@@ -9,7 +9,14 @@ export {
 } from './consumer.js'
 export { type EventEnvelope, InvalidEvent, newEvent, parseEvent, traceparentOf } from './envelope.js'
 export { EventFollower, type EventFollowerOptions } from './follow.js'
+export { Outbox } from './outbox.js'
 export { OutboxRelay, type OutboxRelayOptions } from './relay.js'
+export {
+  type ServiceEvents,
+  type ServiceEventsConfig,
+  type ServiceEventsOptions,
+  setUpServiceEvents,
+} from './service.js'
 export {
   createInboxTable,
   createOutboxTable,

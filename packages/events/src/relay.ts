@@ -1,4 +1,3 @@
-import { headers as natsHeaders } from '@nats-io/transport-node'
 import { type Kysely, sql } from 'kysely'
 import pg from 'pg'
 import { Counter, Gauge, type Registry } from 'prom-client'
@@ -196,15 +195,11 @@ export class OutboxRelay {
       .orderBy('id')
       .limit(this.batchSize)
       .execute()
-    const js = this.options.bus.jetstream()
     const sent: number[] = []
     try {
       for (const row of rows) {
         const event = row.payload
-        const headers = natsHeaders()
-        headers.set('Nats-Msg-Id', event.id)
-        if (event.traceparent) headers.set('traceparent', event.traceparent)
-        await js.publish(event.type, JSON.stringify(event), { msgID: event.id, headers, timeout: 5_000 })
+        await this.options.bus.publish(event)
         this.published.inc()
         await this.options.afterPublish?.(event)
         sent.push(row.id)

@@ -1,3 +1,4 @@
+import { traceparentOf } from '@task-manager/events'
 import {
   type App,
   HttpProblem,
@@ -34,6 +35,9 @@ export interface ProjectRoutesOptions {
 }
 
 const problems = problemResponses
+
+/** The W3C trace context of the request, carried into the events it causes. */
+const traceOf = (request: FastifyRequest) => traceparentOf(request.headers.traceparent)
 
 function encodeCursor(afterId: number): string {
   return Buffer.from(JSON.stringify({ after: afterId })).toString('base64url')
@@ -126,6 +130,7 @@ export async function projectRoutes(
       const created = await repository.create(
         { name: name.trim(), description: description ?? '', status: status ?? 'active' },
         owner,
+        traceOf(request),
       )
       // `role` is the caller's: with AUTH_MODE=disabled there is no caller.
       const row = caller.open ? { ...created, role: null } : created
@@ -197,17 +202,21 @@ export async function projectRoutes(
       const caller = callerOf(request)
       const { id } = request.params
       const { name, description, status } = request.body
-      return repository.withLockedProject(id, async (locked) => {
-        if (!locked) throw projectNotFound(id)
-        const role = await roleLocked(locked, caller)
-        assertMay('edit', id, caller, role)
-        const row = await locked.update({
-          ...(name !== undefined && { name: name.trim() }),
-          ...(description !== undefined && { description }),
-          ...(status !== undefined && { status }),
-        })
-        return toProject({ ...row, role })
-      })
+      return repository.withLockedProject(
+        id,
+        async (locked) => {
+          if (!locked) throw projectNotFound(id)
+          const role = await roleLocked(locked, caller)
+          assertMay('edit', id, caller, role)
+          const row = await locked.update({
+            ...(name !== undefined && { name: name.trim() }),
+            ...(description !== undefined && { description }),
+            ...(status !== undefined && { status }),
+          })
+          return toProject({ ...row, role })
+        },
+        traceOf(request),
+      )
     },
   )
 
@@ -224,11 +233,15 @@ export async function projectRoutes(
     async (request, reply) => {
       const caller = callerOf(request)
       const { id } = request.params
-      await repository.withLockedProject(id, async (locked) => {
-        if (!locked) throw projectNotFound(id)
-        await assertManagerLocked(locked, caller)
-        await locked.deleteProject()
-      })
+      await repository.withLockedProject(
+        id,
+        async (locked) => {
+          if (!locked) throw projectNotFound(id)
+          await assertManagerLocked(locked, caller)
+          await locked.deleteProject()
+        },
+        traceOf(request),
+      )
       return reply.code(204).send(null)
     },
   )
@@ -300,22 +313,26 @@ export async function projectRoutes(
       }
 
       // The answer is sent only after the transaction committed: nothing is acknowledged that could be lost.
-      const outcome = await repository.withLockedProject(id, async (locked) => {
-        if (!locked) throw projectNotFound(id)
-        await assertManagerLocked(locked, caller)
-        const existing = await locked.member(userId)
-        if (existing) return existingAnswer(existing)
-        if ((await locked.memberCount()) >= maxMembersPerProject) {
-          throw new HttpProblem(
-            409,
-            `Project ${id} already has the maximum of ${maxMembersPerProject} members`,
-            {
-              type: problemType('member-limit'),
-            },
-          )
-        }
-        return { status: 201 as const, member: await locked.add(userId, role) }
-      })
+      const outcome = await repository.withLockedProject(
+        id,
+        async (locked) => {
+          if (!locked) throw projectNotFound(id)
+          await assertManagerLocked(locked, caller)
+          const existing = await locked.member(userId)
+          if (existing) return existingAnswer(existing)
+          if ((await locked.memberCount()) >= maxMembersPerProject) {
+            throw new HttpProblem(
+              409,
+              `Project ${id} already has the maximum of ${maxMembersPerProject} members`,
+              {
+                type: problemType('member-limit'),
+              },
+            )
+          }
+          return { status: 201 as const, member: await locked.add(userId, role) }
+        },
+        traceOf(request),
+      )
       return answer(outcome)
     },
   )
@@ -335,15 +352,19 @@ export async function projectRoutes(
       const caller = callerOf(request)
       const { id, userId } = request.params
       const { role } = request.body
-      return repository.withLockedProject(id, async (locked) => {
-        if (!locked) throw projectNotFound(id)
-        await assertManagerLocked(locked, caller)
-        const target = await locked.member(userId)
-        if (!target) throw notAMember(id, userId)
-        if (target.role === role) return toMember(target)
-        if (target.role === 'owner' && (await locked.ownerCount()) <= 1) throw lastOwner(id)
-        return toMember(await locked.setRole(userId, role))
-      })
+      return repository.withLockedProject(
+        id,
+        async (locked) => {
+          if (!locked) throw projectNotFound(id)
+          await assertManagerLocked(locked, caller)
+          const target = await locked.member(userId)
+          if (!target) throw notAMember(id, userId)
+          if (target.role === role) return toMember(target)
+          if (target.role === 'owner' && (await locked.ownerCount()) <= 1) throw lastOwner(id)
+          return toMember(await locked.setRole(userId, role))
+        },
+        traceOf(request),
+      )
     },
   )
 
@@ -360,20 +381,24 @@ export async function projectRoutes(
     async (request, reply) => {
       const caller = callerOf(request)
       const { id, userId } = request.params
-      await repository.withLockedProject(id, async (locked) => {
-        if (!locked) throw projectNotFound(id)
-        if (!caller.open && caller.id === userId) {
-          // Leaving: any member may, the last owner excepted.
-          const self = await locked.member(userId)
-          assertVisible(id, caller, self?.role ?? null)
-        } else {
-          await assertManagerLocked(locked, caller)
-        }
-        const target = await locked.member(userId)
-        if (!target) throw notAMember(id, userId)
-        if (target.role === 'owner' && (await locked.ownerCount()) <= 1) throw lastOwner(id)
-        await locked.remove(userId)
-      })
+      await repository.withLockedProject(
+        id,
+        async (locked) => {
+          if (!locked) throw projectNotFound(id)
+          if (!caller.open && caller.id === userId) {
+            // Leaving: any member may, the last owner excepted.
+            const self = await locked.member(userId)
+            assertVisible(id, caller, self?.role ?? null)
+          } else {
+            await assertManagerLocked(locked, caller)
+          }
+          const target = await locked.member(userId)
+          if (!target) throw notAMember(id, userId)
+          if (target.role === 'owner' && (await locked.ownerCount()) <= 1) throw lastOwner(id)
+          await locked.remove(userId, !caller.open && caller.id === userId ? 'left' : 'removed')
+        },
+        traceOf(request),
+      )
       return reply.code(204).send(null)
     },
   )
