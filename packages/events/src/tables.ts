@@ -37,7 +37,7 @@ export async function createOutboxTable(db: Kysely<any>): Promise<void> {
     .addColumn('event_id', 'uuid', (col) => col.notNull().unique())
     .addColumn('subject', 'text', (col) => col.notNull())
     .addColumn('aggregate_id', 'text', (col) => col.notNull())
-    .addColumn('payload', 'jsonb', (col) => col.notNull())
+    .addColumn('payload', 'json', (col) => col.notNull()) // json, not jsonb: the text as written (key order kept)
     .addColumn('created_at', sql`timestamptz(3)`, (col) => col.notNull().defaultTo(sql`now()`))
     .addColumn('sent_at', sql`timestamptz(3)`)
     .execute()

@@ -2,6 +2,7 @@ import { startTestIssuer, type TestIssuer } from '@task-manager/auth/testing'
 import { EventBus, type EventData, type EventType, newEvent, STREAMS } from '@task-manager/events'
 import type { App } from '@task-manager/service-kit'
 import { useNatsServer, useTestDatabase } from '@task-manager/testing'
+import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp, countRows, validTask } from './helpers.js'
 
@@ -35,6 +36,21 @@ async function eventually<T>(
 }
 
 const as = (user: number) => ({ authorization: `Bearer ${tokens[user]}` })
+
+/** The read model's answer, read straight from the database: for waiting until an event applied. */
+async function roleIn(projectId: number, userId: number): Promise<string | null> {
+  const client = new pg.Client({ connectionString: database.url })
+  await client.connect()
+  try {
+    const { rows } = await client.query(
+      'select role from project_members where project_id = $1 and user_id = $2',
+      [projectId, userId],
+    )
+    return rows[0]?.role ?? null
+  } finally {
+    await client.end()
+  }
+}
 
 beforeAll(async () => {
   issuer = await startTestIssuer()
