@@ -198,11 +198,14 @@ export async function projectRoutes(
           if (!locked) throw projectNotFound(id)
           const role = await roleLocked(locked, caller)
           assertMay('edit', id, caller, role)
-          const row = await locked.update({
-            ...(name !== undefined && { name: name.trim() }),
-            ...(description !== undefined && { description }),
-            ...(status !== undefined && { status }),
-          })
+          const changes = {
+            ...(name !== undefined && name.trim() !== locked.project.name && { name: name.trim() }),
+            ...(description !== undefined && description !== locked.project.description && { description }),
+            ...(status !== undefined && status !== locked.project.status && { status }),
+          }
+          // Only ignored fields, or the values already stored: nothing to write, updated_at stays.
+          if (Object.keys(changes).length === 0) return toProject({ ...locked.project, role })
+          const row = await locked.update(changes)
           return toProject({ ...row, role })
         },
         traceOf(request),
