@@ -10,6 +10,7 @@ import { gatewayMetrics } from './metrics.js'
 import { CorsPolicy, EdgeProxy } from './proxy.js'
 import { budgetOf, clientKey, type Decision, RateLimiter, rateLimitHeaders } from './rate-limit.js'
 import { Upstream } from './upstream.js'
+import { webApp } from './web.js'
 
 export const identity = {
   service: 'gateway',
@@ -164,6 +165,7 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
     upstreams: { tasks, users, projects },
     timeoutMs: config.HEALTH_TIMEOUT_MS,
   })
+  await app.register(webApp, { root: config.WEB_ROOT })
 
   let closing = false
   app.addHook('onClose', async () => {
