@@ -1,5 +1,5 @@
 // Measures the membership lookup other services call on every task request.
-//   node --import tsx --conditions=@task-manager/source services/project-service/bench/lookup.ts
+//   node --import tsx --conditions=@task-manager/source bench/project-lookup.ts
 // Starts its own embedded PostgreSQL (or uses BENCH_DATABASE_URL), seeds projects and members, then
 // times (1) the query alone: named prepared statement vs the same SQL unprepared vs Kysely, and (2) the
 // whole HTTP endpoint with real tokens. Every loop is bounded in count; the server listens on 127.0.0.1.
@@ -9,8 +9,8 @@ import { createServer } from '@task-manager/service-kit'
 import { startEmbeddedPostgres } from '@task-manager/testing'
 import pg from 'pg'
 import { Agent, request } from 'undici'
-import projectApp, { identity } from '../src/app.js'
-import { loadProjectServiceConfig } from '../src/config.js'
+import projectApp, { identity } from '../services/project-service/src/app.js'
+import { loadProjectServiceConfig } from '../services/project-service/src/config.js'
 
 const PROJECTS = 2000
 const MEMBERS_PER_PROJECT = 5

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Gateway micro-benchmark: the gateway with every protection on, measured against nginx and a bare
 # node:http + undici floor in the same run, on 127.0.0.1 only, pinned with taskset. Bounded: about 11 minutes.
-#   scripts/bench/gateway.sh                     # writes docs/benchmarks-gateway.md
-#   BENCH_DURATION_S=5 scripts/bench/gateway.sh  # shorter runs
+#   bench/gateway/run.sh                     # writes docs/benchmarks-gateway.md
+#   BENCH_DURATION_S=5 bench/gateway/run.sh  # shorter runs
 # Needs: taskset (util-linux), wrk and nginx (apt-get install wrk nginx).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +19,6 @@ done
 mkdir -p bench-results
 BENCH_OUT=bench-results/gateway.json \
 BENCH_MARKDOWN=docs/benchmarks-gateway.md \
-BENCH_COMMAND="scripts/bench/gateway.sh" \
-  node services/gateway/bench/run.mjs
+BENCH_COMMAND="bench/gateway/run.sh" \
+  node bench/gateway/run.mjs
 echo "[bench] wrote docs/benchmarks-gateway.md and bench-results/gateway.json" >&2

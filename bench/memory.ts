@@ -1,6 +1,6 @@
 // Memory settings sweep: the task-service (the busiest process under the mixed load) under the same
 // load with different V8 flags; peak RSS, the heap figures from its own /metrics, throughput and CPU.
-//   node --import tsx scripts/bench/memory.ts ["--max-semi-space-size=2" ...]
+//   node --import tsx bench/memory.ts ["--max-semi-space-size=2" ...]
 // Embedded PostgreSQL, the service from dist/ pinned to CPU 0, wrk pinned to CPU 1, AUTH_MODE=disabled
 // (memory of the data path, not of the token checks), 127.0.0.1 only, 8 s per setting.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
@@ -8,10 +8,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createDatabase } from '../../packages/service-kit/src/index.js'
-import { freePort, startEmbeddedPostgres } from '../../packages/testing/src/postgres.js'
+import { createDatabase } from '@task-manager/service-kit'
+import { freePort, startEmbeddedPostgres } from '@task-manager/testing'
 
-const root = resolve(import.meta.dirname, '../..')
+const root = resolve(import.meta.dirname, '..')
 const settings = process.argv.slice(2).length
   ? process.argv.slice(2)
   : ['', '--max-semi-space-size=1', '--max-semi-space-size=2', '--max-semi-space-size=4']

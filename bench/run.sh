@@ -6,7 +6,7 @@
 # Installs nothing. Needs taskset (util-linux), wrk and nginx for every figure; when one is missing it
 # says so and skips only the figures that need it. Everything listens on 127.0.0.1.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 export PATH="/opt/node24/bin:$PATH"
 
 SMOKE=""
@@ -36,22 +36,22 @@ done
 mkdir -p bench-results
 run() { node --conditions=@task-manager/source --import tsx "$@"; }
 echo "[bench] 1/3 task-service database read path" >&2
-run scripts/bench/db-read.ts $SMOKE >bench-results/db-read.json
+run bench/db-read.ts $SMOKE >bench-results/db-read.json
 echo "[bench] 2/3 the local system under load" >&2
-run scripts/bench/system.ts $SMOKE >bench-results/system.json
+run bench/system.ts $SMOKE >bench-results/system.json
 echo "[bench] 3/3 V8 memory settings on the task-service under load" >&2
 TUNED="--max-semi-space-size=4 --max-old-space-size=160"
 if ! command -v wrk >/dev/null || ! command -v taskset >/dev/null; then
   echo "[bench] !!! SKIPPED the memory settings sweep: it needs wrk and taskset" >&2
   rm -f bench-results/memory.json
 elif [ -n "$SMOKE" ]; then
-  BENCH_DURATION_S=1 run scripts/bench/memory.ts "" "$TUNED" >bench-results/memory.json
+  BENCH_DURATION_S=1 run bench/memory.ts "" "$TUNED" >bench-results/memory.json
 else
   # Interleaved, twice: the machine's noise hits each setting alike.
   SETTINGS=("" "--max-semi-space-size=2" "--max-old-space-size=128" "--max-semi-space-size=2 --max-old-space-size=128" "$TUNED")
-  BENCH_DURATION_S=6 run scripts/bench/memory.ts "${SETTINGS[@]}" "${SETTINGS[@]}" >bench-results/memory.json
+  BENCH_DURATION_S=6 run bench/memory.ts "${SETTINGS[@]}" "${SETTINGS[@]}" >bench-results/memory.json
 fi
-BENCH_COMMAND="pnpm bench${SMOKE:+ $SMOKE}" run scripts/bench/report.ts $SMOKE
+BENCH_COMMAND="pnpm bench${SMOKE:+ $SMOKE}" run bench/report.ts $SMOKE
 if [ -z "$SMOKE" ]; then
   node_modules/.bin/biome format --write docs/benchmarks.json >/dev/null 2>&1 || true
 fi

@@ -1,4 +1,4 @@
-// Gateway micro-benchmark driver (run through scripts/bench/gateway.sh).
+// Gateway micro-benchmark driver (run through bench/gateway/run.sh).
 //
 // Proxies and the in-memory upstream are pinned to CPU 0, the load generator to CPU 1. Each proxy is measured in
 // the same run: nginx, the bare node:http + undici floor, @fastify/http-proxy with defaults, and the gateway with
@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
-const gatewayDir = join(here, '..')
+const gatewayDir = join(here, '..', '..', 'services', 'gateway')
 const DURATION = Number(process.env.BENCH_DURATION_S ?? 10)
 const WARMUP = Number(process.env.BENCH_WARMUP_S ?? 3)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
@@ -432,7 +432,7 @@ function render(report) {
       process.env.BENCH_MARKDOWN,
       `# Gateway benchmark
 
-Produced by \`${process.env.BENCH_COMMAND ?? 'scripts/bench/gateway.sh'}\` on ${report.when}.
+Produced by \`${process.env.BENCH_COMMAND ?? 'bench/gateway/run.sh'}\` on ${report.when}.
 
 Machine: ${report.cores} cores (${report.cpu}), Node ${report.node}, ${report.nginx}, ${report.wrk}.
 Proxies and the in-memory upstream pinned to CPU ${SERVER_CPU}, load generators to CPU ${LOAD_CPU}

@@ -1,15 +1,14 @@
 // Task-service database read path: one task by id, five ways, Node CPU per query and throughput.
-//   node --conditions=@task-manager/source --import tsx scripts/bench/db-read.ts [--smoke]
+//   node --conditions=@task-manager/source --import tsx bench/db-read.ts [--smoke]
 // Starts its own embedded PostgreSQL (or uses BENCH_DATABASE_URL), applies the task-service migrations,
 // seeds tasks, then runs each variant twice, interleaved, at a fixed concurrency. CPU per query is this
 // process's user + system CPU (process.cpuUsage) divided by the queries run: PostgreSQL's own CPU is not
 // in it. Every loop is bounded in count. Prints one JSON document on stdout (progress on stderr).
-// Relative imports: scripts/ is not a workspace package, so it reaches the sources directly.
-import { createDatabase, migrateToLatest, prepareQuery } from '../../packages/service-kit/src/index.js'
-import { startEmbeddedPostgres } from '../../packages/testing/src/postgres.js'
-import { migrations } from '../../services/task-service/src/db/migrations/index.js'
-import type { TaskDatabase } from '../../services/task-service/src/db/schema.js'
-import { TaskRepository } from '../../services/task-service/src/tasks/repository.js'
+import { createDatabase, migrateToLatest, prepareQuery } from '@task-manager/service-kit'
+import { startEmbeddedPostgres } from '@task-manager/testing'
+import { migrations } from '../services/task-service/src/db/migrations/index.js'
+import type { TaskDatabase } from '../services/task-service/src/db/schema.js'
+import { TaskRepository } from '../services/task-service/src/tasks/repository.js'
 
 const smoke = process.argv.includes('--smoke')
 const TASKS = smoke ? 200 : 10_000

@@ -1,6 +1,6 @@
 // The whole local system under load: start-up times, RSS idle and under load, database connections,
 // the gateway against a direct call and nginx, and the task API through the gateway with auth on.
-//   node --import tsx scripts/bench/system.ts [--smoke]      (scripts/bench/run.sh runs it)
+//   node --import tsx bench/system.ts [--smoke]      (bench/run.sh runs it)
 // Starts its own embedded PostgreSQL and the four services from their dist/ builds, every server pinned to
 // CPU 0 and listening on 127.0.0.1; wrk runs pinned to CPU 1. Each figure is measured twice; every run is
 // bounded in time. Writes JSON on stdout; progress and anything skipped go to stderr, loudly.
@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 // Relative imports: scripts/ is not a workspace package, so it reaches the sources directly.
-import { createDatabase } from '../../packages/service-kit/src/index.js'
-import { freePort, startEmbeddedPostgres } from '../../packages/testing/src/postgres.js'
+import { createDatabase } from '@task-manager/service-kit'
+import { freePort, startEmbeddedPostgres } from '@task-manager/testing'
 
 const smoke = process.argv.includes('--smoke')
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? (smoke ? 1 : 8))
@@ -26,7 +26,7 @@ const NODE_OPTIONS_CANDIDATE =
 // it starts sending (a request it checks but never sends), which consumes version 1 of the range's first
 // id: if ids came round, that id's If-Match would name a version the server never reached (412).
 const TASKS_PER_RANGE = smoke ? 5000 : 20_000
-const root = resolve(import.meta.dirname, '../..')
+const root = resolve(import.meta.dirname, '..')
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`)
 const loud = (line: string) => process.stderr.write(`\n[bench] !!! ${line}\n\n`)
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim())
@@ -331,10 +331,9 @@ for (const [name, text] of Object.entries(LUA)) {
 // The system
 
 const benchStarted = performance.now()
-const pgDir = mkdtempSync(join(tmpdir(), 'task-manager-bench-pg-'))
 log('starting PostgreSQL (embedded)')
-const pgServer = await startEmbeddedPostgres({ databaseDir: pgDir })
-const postmaster = Number(readFileSync(join(pgDir, 'postmaster.pid'), 'utf8').split('\n')[0])
+const pgServer = await startEmbeddedPostgres()
+const postmaster = Number(readFileSync(join(pgServer.clusterDir, 'postmaster.pid'), 'utf8').split('\n')[0])
 const postgresReadyMs = Math.round(performance.now() - benchStarted)
 const admin = createDatabase({ connectionString: pgServer.adminUrl, max: 1, applicationName: 'pnpm-bench' })
 const dbUrl = (name: string) => {
