@@ -15,6 +15,7 @@ WORKDIR /repo
 # Dependencies first (only the lockfile decides them), so source edits reuse this layer.
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
 RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store pnpm fetch
+COPY apps ./apps
 COPY packages ./packages
 COPY services ./services
 COPY tsconfig.base.json ./
@@ -61,8 +62,11 @@ CMD ["node", "dist/server.js"]
 
 FROM runtime AS gateway
 COPY --from=build /deploy/gateway/ /app/
+# The web app's static build rides in the gateway's image (docs/web.md, "Delivery"): served under /app/.
+COPY --from=build /repo/apps/web/dist/ /app/web/
 # The gateway's runtime flags, as its chart preset sets them (why: charts/microservice/presets/gateway.yaml).
 ENV PORT=8006 \
+    WEB_ROOT=/app/web \
     NODE_OPTIONS="--max-semi-space-size=4"
 EXPOSE 8006
 CMD ["node", "--single-threaded-gc", "--heap-growing-percent=300", "dist/server.js"]

@@ -176,6 +176,7 @@ if (!stopping) {
     ),
     '',
     `  gateway (the API)  ${gateway}      ← use this one`,
+    `  web app            http://${api}/app/      (in a browser; built by \`pnpm start\`)`,
     ...(['task-service', 'user-service', 'project-service'] as const).map(
       (name) => `  ${name.padEnd(17)}  ${system?.services[name].url}      /health /metrics /openapi.json`,
     ),
