@@ -90,6 +90,14 @@ export const errorsPlugin = fp(
           headers: { 'retry-after': 1 },
         })
       }
+      if ((error as { code?: unknown }).code === '57014') {
+        // A statement past its statement_timeout: the request's cost bound, not a fault.
+        request.log.warn({ err: error }, 'query cancelled by its statement timeout')
+        return sendProblem(reply, 503, 'The query took longer than this service allows; narrow it or retry', {
+          type: problemType('query-timeout'),
+          headers: { 'retry-after': 1 },
+        })
+      }
       const status = (error.code && CLIENT_ERROR_CODES[error.code]) || error.statusCode || 500
       if (status >= 500) {
         request.log.error({ err: error }, 'unhandled error')

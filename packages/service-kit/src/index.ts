@@ -1,4 +1,5 @@
 export * from './breaker.js'
+export * from './bulkhead.js'
 export * from './config.js'
 export * from './db.js'
 export { errorsPlugin } from './errors.js'

@@ -1,7 +1,7 @@
 import rateLimit from '@fastify/rate-limit'
 import { authPlugin, verifierFromConfig } from '@task-manager/auth'
 import { STREAMS, setUpServiceEvents } from '@task-manager/events'
-import { type App, serviceKit, setUpServiceDatabase, Upstream } from '@task-manager/service-kit'
+import { type App, Bulkhead, serviceKit, setUpServiceDatabase, Upstream } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import type { TaskServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
@@ -10,6 +10,7 @@ import { projectEventHandlers } from './events/handlers.js'
 import { TaskAccess } from './tasks/access.js'
 import { purgeExpiredKeys } from './tasks/idempotency.js'
 import { MembershipReadModel } from './tasks/memberships.js'
+import { SEARCH_REFUSAL } from './tasks/repository.js'
 import { taskRoutes } from './tasks/routes.js'
 
 export const identity = {
@@ -77,6 +78,14 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
       createsPerMinute: config.RATE_LIMIT_CREATES_PER_MINUTE,
     },
     idempotencyKeyTtlHours: config.IDEMPOTENCY_KEY_TTL_HOURS,
+    listLimits: {
+      statementTimeoutMs: config.LIST_STATEMENT_TIMEOUT_MS,
+      searches: new Bulkhead({
+        concurrency: config.SEARCH_CONCURRENCY || Math.max(1, Math.floor(config.DATABASE_POOL_MAX / 2)),
+        maxWaiting: config.SEARCH_QUEUE_MAX,
+        refusal: SEARCH_REFUSAL,
+      }),
+    },
     access: new TaskAccess(
       config.AUTH_MODE === 'disabled',
       projects,

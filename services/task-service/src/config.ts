@@ -35,6 +35,22 @@ export const TaskServiceConfig = Type.Object({
   RATE_LIMIT_WRITES_PER_MINUTE: Type.Integer({ minimum: 1, default: 30 }),
   RATE_LIMIT_CREATES_PER_MINUTE: Type.Integer({ minimum: 1, default: 20 }),
   IDEMPOTENCY_KEY_TTL_HOURS: Type.Integer({ minimum: 1, default: 24 }),
+  LIST_STATEMENT_TIMEOUT_MS: Type.Integer({
+    minimum: 50,
+    default: 2000,
+    description: 'Server-side limit for one GET /tasks query; past it the request answers 503',
+  }),
+  SEARCH_CONCURRENCY: Type.Integer({
+    minimum: 0,
+    default: 0,
+    description:
+      'GET /tasks?q= queries run at once; 0 = half of DATABASE_POOL_MAX, so searches never hold the whole pool',
+  }),
+  SEARCH_QUEUE_MAX: Type.Integer({
+    minimum: 0,
+    default: 20,
+    description: 'searches waiting for a turn; past this, 503 + Retry-After at once',
+  }),
 })
 export type TaskServiceConfig = Static<typeof TaskServiceConfig>
 

@@ -1,7 +1,6 @@
 import { randomBytes, type ScryptOptions, scrypt, timingSafeEqual } from 'node:crypto'
 import { availableParallelism } from 'node:os'
-import { HttpProblem, problemType } from '@task-manager/service-kit'
-import PQueue from 'p-queue'
+import { Bulkhead } from '@task-manager/service-kit'
 
 export interface ScryptParameters {
   /** log2 of the CPU/memory cost N. */
@@ -54,34 +53,30 @@ export class PasswordHasher {
    * libuv's worker threads for seconds — the database pool's connects and DNS lookups wait behind them
    * and the service's other requests fail — and queue for longer than any client waits.
    */
-  private readonly queue: PQueue
-  private readonly maxWaiting: number
+  private readonly queue: Bulkhead
 
   constructor(
     readonly parameters: ScryptParameters,
     queue: HashQueueOptions = {},
   ) {
     const concurrency = queue.concurrency ?? defaultHashConcurrency()
-    this.queue = new PQueue({ concurrency })
-    this.maxWaiting = queue.maxWaiting ?? concurrency * 4
+    this.queue = new Bulkhead({
+      concurrency,
+      maxWaiting: queue.maxWaiting ?? concurrency * 4,
+      refusal: 'Too many password checks in progress; retry shortly',
+    })
     this.decoy = this.hash(randomBytes(18).toString('base64url'))
     this.decoy.catch(() => {})
   }
 
   /** Hashes running and waiting. */
   get load(): { running: number; waiting: number } {
-    return { running: this.queue.pending, waiting: this.queue.size }
+    return { running: this.queue.running, waiting: this.queue.waiting }
   }
 
   /** Runs one scrypt derivation in turn, or refuses at once with 503 + Retry-After when the queue is full. */
   private derive(password: string, salt: Buffer, parameters: ScryptParameters): Promise<Buffer> {
-    if (this.queue.size >= this.maxWaiting) {
-      throw new HttpProblem(503, 'Too many password checks in progress; retry shortly', {
-        type: problemType('overloaded'),
-        headers: { 'retry-after': 1 },
-      })
-    }
-    return this.queue.add(() => derive(password, salt, parameters))
+    return this.queue.run(() => derive(password, salt, parameters))
   }
 
   async hash(password: string): Promise<string> {

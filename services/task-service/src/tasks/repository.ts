@@ -1,4 +1,4 @@
-import { type PreparedQuery, prepareQuery } from '@task-manager/service-kit'
+import { Bulkhead, type PreparedQuery, prepareQuery } from '@task-manager/service-kit'
 import type { Kysely, Transaction } from 'kysely'
 import { sql } from 'kysely'
 import type { TaskDatabase, TaskRow, TaskRowUpdate, TasksTable } from '../db/schema.js'
@@ -17,6 +17,14 @@ export interface NewTask {
 }
 
 export type TaskChanges = Partial<NewTask>
+
+export const SEARCH_REFUSAL = 'Too many searches in progress; retry shortly'
+
+/** What one list request may cost: its statement's time, and a turn in the bulkhead for text searches. */
+export interface ListLimits {
+  statementTimeoutMs: number
+  searches: Bulkhead
+}
 
 export function toTask(row: TaskRow): Task {
   return {
@@ -94,7 +102,13 @@ export class TaskRepository {
   // compiled once, run as a named prepared statement. scripts/bench/db-read.ts measures why.
   private readonly byId: PreparedQuery<TaskRow>
 
-  constructor(private readonly db: Kysely<TaskDatabase>) {
+  constructor(
+    private readonly db: Kysely<TaskDatabase>,
+    private readonly limits: ListLimits = {
+      statementTimeoutMs: 2000,
+      searches: new Bulkhead({ concurrency: 5, maxWaiting: 20, refusal: SEARCH_REFUSAL }),
+    },
+  ) {
     this.byId = prepareQuery(
       db,
       'task_service_task_by_id',
@@ -188,11 +202,20 @@ export class TaskRepository {
         : select.where(sql<boolean>`(${expression}, id) > (${value}, ${cursor.id})`)
     }
 
-    const rows = await select
+    const page = select
       .orderBy(expression, direction)
       .orderBy('id', direction)
       .limit(query.limit + 1)
-      .execute()
+    // A bounded cost per request: the statement runs under a timeout of its own (SET LOCAL, so only in
+    // this transaction), and a search waits for a turn in the search bulkhead.
+    const run = () =>
+      this.db.transaction().execute(async (trx) => {
+        await sql`set local statement_timeout = ${sql.raw(String(this.limits.statementTimeoutMs))}`.execute(
+          trx,
+        )
+        return trx.executeQuery(page.compile())
+      })
+    const rows = (query.q !== undefined ? await this.limits.searches.run(run) : await run()).rows as TaskRow[]
     if (rows.length <= query.limit) return { rows, next: null }
     rows.length = query.limit
     const last = rows[rows.length - 1] as TaskRow

@@ -13,7 +13,14 @@ import type { TaskDatabase, TaskRow } from '../db/schema.js'
 import type { TaskAccess } from './access.js'
 import { requestHash, runIdempotent } from './idempotency.js'
 import { etagOf, expectedVersions, preconditionFailed } from './preconditions.js'
-import { type NewTask, type TaskChanges, TaskRepository, toTask, type UpdateOutcome } from './repository.js'
+import {
+  type ListLimits,
+  type NewTask,
+  type TaskChanges,
+  TaskRepository,
+  toTask,
+  type UpdateOutcome,
+} from './repository.js'
 import { stripHtml } from './sanitize.js'
 import {
   IdempotencyHeaders,
@@ -37,6 +44,7 @@ export interface RateLimits {
 
 export interface TaskRoutesOptions {
   rateLimits: RateLimits
+  listLimits?: ListLimits
   idempotencyKeyTtlHours: number
   access: TaskAccess
 }
@@ -147,7 +155,7 @@ function nextPageLink(request: FastifyRequest, cursor: string): string {
 }
 
 export async function taskRoutes(app: App, options: TaskRoutesOptions) {
-  const repository = new TaskRepository(app.db as Kysely<TaskDatabase>)
+  const repository = new TaskRepository(app.db as Kysely<TaskDatabase>, options.listLimits)
   const { rateLimits, access } = options
   const preHandler = app.authenticate
 
