@@ -77,7 +77,7 @@ func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
 	var dbSpecs []string
 	for _, p := range plans {
 		for _, e := range p.container.Env {
-			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.Name == "DATABASE_PASSWORD" {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.Name == "PGPASSWORD" {
 				secret := r.Secret(e.ValueFrom.SecretKeyRef.Name)
 				if secret == nil {
 					t.Fatalf("%s: Secret %s is not rendered", p.name, e.ValueFrom.SecretKeyRef.Name)
@@ -147,7 +147,7 @@ func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
 func dbUser(t *testing.T, p *plan) string {
 	for _, e := range p.container.Env {
 		if e.Name == "DATABASE_URL" {
-			m := regexp.MustCompile(`^postgres://([^:]+):`).FindStringSubmatch(e.Value)
+			m := regexp.MustCompile(`^postgres://([^:@/]+)[:@]`).FindStringSubmatch(e.Value)
 			if m != nil {
 				return m[1]
 			}
