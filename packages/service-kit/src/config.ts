@@ -51,6 +51,12 @@ export const DatabaseConfigProperties = {
   DATABASE_URL: Type.String({ minLength: 1, description: 'postgres:// URL of this service’s own database' }),
   DATABASE_POOL_MAX: Type.Integer({ minimum: 1, default: 10 }),
   MIGRATE_ON_START: Type.Boolean({ default: true, description: 'Run pending migrations before listening' }),
+  DATABASE_WAIT_MS: Type.Integer({
+    minimum: 0,
+    default: 120_000,
+    description:
+      'How long migrations (dist/migrate.js, MIGRATE_ON_START) wait for the database to answer, one log line per attempt, before exiting 69',
+  }),
 }
 
 export const BaseConfig = Type.Object(BaseConfigProperties)

@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Kysely, PostgresDialect, sql } from 'kysely'
-import { type Migration, Migrator } from 'kysely/migration'
 import pg from 'pg'
 import { registerPool } from './prepared.js'
 
@@ -79,23 +78,6 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return false
 }
 
-/**
- * Applies pending migrations. Kysely's Migrator takes a PostgreSQL advisory lock for the run, so
- * several replicas starting at once apply each migration exactly once.
- */
-export async function migrateToLatest(
-  db: Kysely<any>,
-  migrations: Record<string, Migration>,
-  log: (message: string) => void = () => {},
-): Promise<void> {
-  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } })
-  const { error, results } = await migrator.migrateToLatest()
-  for (const result of results ?? []) {
-    log(`migration ${result.migrationName}: ${result.status}`)
-  }
-  if (error) throw error instanceof Error ? error : new Error(String(error))
-}
-
 declare module 'fastify' {
   interface FastifyInstance {
     db: Kysely<any>
@@ -117,37 +99,3 @@ export const databasePlugin = fp<DatabasePluginOptions>(
   },
   { name: 'task-manager-database', dependencies: ['task-manager-health'], fastify: '5.x' },
 )
-
-export interface ServiceDatabaseOptions {
-  /** The service's name: pg's application_name. */
-  service: string
-  config: { DATABASE_URL: string; DATABASE_POOL_MAX: number; MIGRATE_ON_START: boolean }
-  migrations: Record<string, Migration>
-}
-
-/**
- * A service's own database, the way every service sets it up: the pool from its config (idle-connection
- * failures logged, never fatal), pending migrations when MIGRATE_ON_START, then `databasePlugin`
- * (app.db, readiness check, pool closed with the app).
- */
-export async function setUpServiceDatabase<DB>(
-  app: FastifyInstance,
-  { service, config, migrations }: ServiceDatabaseOptions,
-): Promise<Database<DB>> {
-  const database = createDatabase<DB>({
-    connectionString: config.DATABASE_URL,
-    max: config.DATABASE_POOL_MAX,
-    applicationName: service,
-    // Only code and message: pg's error carries the whole client object, which would flood the log.
-    onPoolError: (error) =>
-      app.log.warn(
-        { code: (error as { code?: string }).code, reason: error.message },
-        'idle database connection failed',
-      ),
-  })
-  if (config.MIGRATE_ON_START) {
-    await migrateToLatest(database.db, migrations, (line) => app.log.info(line))
-  }
-  await app.register(databasePlugin, { database })
-  return database
-}

@@ -2,10 +2,12 @@ import type { FastifyError, FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import FindMyWay from 'find-my-way'
 import { isDatabaseUnavailable } from './db.js'
+import { patternMessage } from './input.js'
 import { type FieldError, HttpProblem, problemType, sendProblem } from './problem.js'
 
 interface AjvError {
   instancePath: string
+  keyword?: string
   message?: string
   params?: Record<string, unknown>
 }
@@ -18,7 +20,9 @@ function fieldErrors(error: FastifyError): FieldError[] {
     if (typeof missing === 'string') segments.push(missing)
     const extra = issue.params?.additionalProperty
     if (typeof extra === 'string') segments.push(extra)
-    return { in: where, field: segments.join('.'), message: issue.message ?? 'is invalid' }
+    const message =
+      (issue.keyword === 'pattern' && patternMessage(issue.params?.pattern)) || issue.message || 'is invalid'
+    return { in: where, field: segments.join('.'), message }
   })
 }
 

@@ -19,6 +19,7 @@ import fp from 'fastify-plugin'
 import type { BaseConfig } from './config.js'
 import { errorsPlugin } from './errors.js'
 import { healthPlugin } from './health.js'
+import { integerFormsPlugin } from './input.js'
 import { loggerOptions, requestIdFrom } from './logger.js'
 import { metricsPlugin } from './metrics.js'
 import { problemType, sendProblem } from './problem.js'
@@ -61,6 +62,16 @@ export function serverOptions(identity: ServiceIdentity, config: ServerSettings)
     // rather than refused with Fastify's non-problem 503: nothing that reached the service fails.
     return503OnClosing: false,
     routerOptions: { ignoreTrailingSlash: true },
+    // Errors of the router itself (a malformed URL: 400, a path parameter past maxParamLength: 414)
+    // leave as problem+json too, like every other error.
+    frameworkErrors: (error, _request, reply) => {
+      const status = (error as { statusCode?: number }).statusCode ?? 400
+      const detail =
+        error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? 'A path parameter is longer than this service accepts'
+          : 'The request URL is malformed'
+      sendProblem(reply, status, detail)
+    },
     ajv: {
       customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true, allErrors: true },
     },
@@ -150,6 +161,7 @@ export const serviceKit = fp<ServiceKitOptions>(
     })
 
     await app.register(errorsPlugin)
+    await app.register(integerFormsPlugin)
     await app.register(healthPlugin, { service: options.service, healthRoute: options.healthRoute })
     await app.register(metricsPlugin, { service: options.service })
 

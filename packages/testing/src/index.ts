@@ -24,5 +24,6 @@ export function useTestDatabase(prefix = 'test'): { readonly url: string } {
     },
   }
 }
+export { type Answer, type Call, expectFieldRefused, jsonCaller, listenOnLoopback } from './http.js'
 export { type ServiceProcess, type SpawnedEntry, spawnEntry, startServiceProcess } from './process.js'
 export { type RedisServer, redisServerAvailable, startRedis } from './redis.js'

@@ -1,17 +1,6 @@
-// Applies pending migrations and exits: `node dist/migrate.js` (Kubernetes init container / Job).
-import { createDatabase, migrateToLatest } from '@task-manager/service-kit'
+// `node dist/migrate.js` (the charts' init container): waits for the database, applies pending migrations, exits.
+import { migrateMain } from '@task-manager/service-kit'
 import { loadProjectServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 
-const config = loadProjectServiceConfig()
-const { db, close } = createDatabase({
-  connectionString: config.DATABASE_URL,
-  max: 1,
-  applicationName: 'project-service-migrate',
-})
-try {
-  await migrateToLatest(db, migrations, (line) => console.log(line))
-  console.log('project-service: migrations up to date')
-} finally {
-  await close()
-}
+await migrateMain({ service: 'project-service', loadConfig: loadProjectServiceConfig, migrations })

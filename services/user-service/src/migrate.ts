@@ -1,17 +1,6 @@
-// Applies pending migrations and exits: `node dist/migrate.js` (Kubernetes init container / Job).
-import { createDatabase, migrateToLatest } from '@task-manager/service-kit'
+// `node dist/migrate.js` (the charts' init container): waits for the database, applies pending migrations, exits.
+import { migrateMain } from '@task-manager/service-kit'
 import { loadUserServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 
-const config = loadUserServiceConfig()
-const { db, close } = createDatabase({
-  connectionString: config.DATABASE_URL,
-  max: 1,
-  applicationName: 'user-service-migrate',
-})
-try {
-  await migrateToLatest(db, migrations, (line) => console.log(line))
-  console.log('user-service: migrations up to date')
-} finally {
-  await close()
-}
+await migrateMain({ service: 'user-service', loadConfig: loadUserServiceConfig, migrations })

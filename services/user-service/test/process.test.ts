@@ -113,4 +113,30 @@ describe('user-service process', () => {
     expect(result.status).toBe(0)
     expect(result.stdout).toContain('user-service: migrations up to date')
   })
+
+  test('migrate.ts with a database host that does not resolve: a line per attempt, then exit 69, no stack trace', () => {
+    const entry = fileURLToPath(new URL('../src/migrate.ts', import.meta.url))
+    const result = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=@task-manager/source', entry],
+      {
+        env: {
+          ...process.env,
+          DATABASE_URL: 'postgres://users:secret@users-db.nowhere.invalid:5432/users',
+          DATABASE_WAIT_MS: '2000',
+        },
+        encoding: 'utf8',
+        timeout: 20_000,
+      },
+    )
+    expect(result.status).toBe(69)
+    expect(result.stdout).toMatch(
+      /^user-service: waiting for users-db\.nowhere\.invalid:5432\/users \(attempt 1: /,
+    )
+    expect(result.stderr.trim()).toMatch(
+      /^user-service: users-db\.nowhere\.invalid:5432\/users did not answer within 2 s/,
+    )
+    expect(result.stderr.trim().split('\n')).toHaveLength(1)
+    expect(result.stdout + result.stderr).not.toContain('secret')
+  })
 })

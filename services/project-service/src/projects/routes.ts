@@ -1,6 +1,8 @@
 import {
   type App,
+  cursorCodec,
   HttpProblem,
+  INT4_MAX,
   problemResponses,
   problemType,
   propagationHeaders,
@@ -35,22 +37,10 @@ export interface ProjectRoutesOptions {
 
 const problems = problemResponses
 
-function encodeCursor(afterId: number): string {
-  return Buffer.from(JSON.stringify({ after: afterId })).toString('base64url')
-}
-
-function decodeCursor(cursor: string): number {
-  try {
-    const { after } = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { after?: unknown }
-    if (typeof after === 'number' && Number.isInteger(after) && after >= 0) return after
-  } catch {
-    // falls through to the problem below
-  }
-  throw new HttpProblem(422, "Invalid querystring field 'cursor': not a cursor this service issued", {
-    type: problemType('validation-failed'),
-    errors: [{ in: 'querystring', field: 'cursor', message: 'not a cursor this service issued' }],
-  })
-}
+// The kit's cursor format: the last id of the previous page, checked to be a possible id on the way in.
+const cursors = cursorCodec(Type.Object({ after: Type.Integer({ minimum: 0, maximum: INT4_MAX }) }))
+const encodeCursor = (afterId: number) => cursors.encode({ after: afterId })
+const decodeCursor = (cursor: string) => cursors.decode(cursor).after
 
 function lastOwner(projectId: number): HttpProblem {
   return new HttpProblem(

@@ -1,16 +1,17 @@
+import { CursorParameter, Id, Text } from '@task-manager/service-kit'
 import { type Static, Type } from 'typebox'
 
 export const ProjectStatus = Type.Union([Type.Literal('active'), Type.Literal('archived')])
 export const MemberRole = Type.Union([Type.Literal('owner'), Type.Literal('editor'), Type.Literal('viewer')])
-export const PositiveId = Type.Integer({ minimum: 1, maximum: 2_147_483_647 })
+export const PositiveId = Id()
 
-export const Name = Type.String({
+export const Name = Text({
   minLength: 1,
   maxLength: 200,
-  pattern: '\\S',
+  notBlank: true,
   description: 'Must contain a non-space character',
 })
-export const Description = Type.String({ maxLength: 2000 })
+export const Description = Text({ maxLength: 2000 })
 
 export const Project = Type.Object(
   {
@@ -66,12 +67,7 @@ export const ProjectListQuery = Type.Object(
         "Projects this user is a member of: administrators and AUTH_MODE=disabled only (default: the caller's)",
     }),
     limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-    cursor: Type.Optional(
-      Type.String({
-        maxLength: 100,
-        description: 'Opaque; from the `Link: rel="next"` header of the previous page',
-      }),
-    ),
+    cursor: Type.Optional(CursorParameter(100)),
   },
   { additionalProperties: false },
 )
@@ -113,12 +109,7 @@ export const MembershipListQuery = Type.Object(
       description: "Whose memberships: default the caller's; another user's for administrators only",
     }),
     limit: Type.Integer({ minimum: 1, maximum: 5000, default: 1000 }),
-    cursor: Type.Optional(
-      Type.String({
-        maxLength: 100,
-        description: 'Opaque; from the `Link: rel="next"` header of the previous page',
-      }),
-    ),
+    cursor: Type.Optional(CursorParameter(100)),
   },
   { additionalProperties: false },
 )

@@ -1,40 +1,46 @@
-import { HttpProblem, problemType } from '@task-manager/service-kit'
+import { cursorCodec, Id } from '@task-manager/service-kit'
+import { type Static, Type } from 'typebox'
 
-/** Where the previous page ended: the sort it belongs to, the last row's sort value and id. */
+const timestampSorts = ['created_at', '-created_at', 'updated_at', '-updated_at'] as const
+const Timestamp = Type.String({ format: 'date-time' })
+
+/**
+ * Where the previous page ended: `[sort, last row's sort value, last row's id]`, each sort with the value
+ * type its column holds (a timestamp, `infinity` for a task without due date, a priority rank 1–3), so a
+ * forged cursor is refused before it becomes a query.
+ */
+const CursorValue = Type.Union([
+  Type.Tuple([Type.Union(timestampSorts.map((sort) => Type.Literal(sort))), Timestamp, Id()]),
+  Type.Tuple([
+    Type.Union([Type.Literal('due_date'), Type.Literal('-due_date')]),
+    Type.Union([Timestamp, Type.Literal('infinity')]),
+    Id(),
+  ]),
+  Type.Tuple([
+    Type.Union([Type.Literal('priority'), Type.Literal('-priority')]),
+    Type.Integer({ minimum: 1, maximum: 3 }),
+    Id(),
+  ]),
+])
+type CursorValue = Static<typeof CursorValue>
+
+const codec = cursorCodec(CursorValue)
+
 export interface Cursor {
   sort: string
-  value: string | number | null
+  value: string | number
   id: number
 }
 
 export function encodeCursor(cursor: Cursor): string {
-  return Buffer.from(JSON.stringify([cursor.sort, cursor.value, cursor.id])).toString('base64url')
+  return codec.encode([cursor.sort, cursor.value, cursor.id] as CursorValue)
 }
 
+/** The cursor for a list sorted by `sort`; 422 when it was not issued by this service for that sort. */
 export function decodeCursor(raw: string, sort: string): Cursor {
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8'))
-  } catch {
-    parsed = undefined
+  const [cursorSort, value, id] = codec.decode(raw)
+  if (cursorSort !== sort) {
+    throw codec.refused(`belongs to sort '${cursorSort}', not '${sort}'`)
   }
-  if (
-    !Array.isArray(parsed) ||
-    parsed.length !== 3 ||
-    typeof parsed[0] !== 'string' ||
-    !(typeof parsed[1] === 'string' || typeof parsed[1] === 'number' || parsed[1] === null) ||
-    !Number.isSafeInteger(parsed[2])
-  ) {
-    throw new HttpProblem(422, 'The cursor is not valid; use the URL from the Link header', {
-      type: problemType('validation-failed'),
-      errors: [{ in: 'querystring', field: 'cursor', message: 'is not a cursor this service issued' }],
-    })
-  }
-  if (parsed[0] !== sort) {
-    throw new HttpProblem(422, `The cursor belongs to sort '${parsed[0]}', not '${sort}'`, {
-      type: problemType('validation-failed'),
-      errors: [{ in: 'querystring', field: 'cursor', message: 'does not match the sort parameter' }],
-    })
-  }
-  return { sort: parsed[0], value: parsed[1], id: parsed[2] as number }
+  return { sort: cursorSort, value, id }
 }

@@ -1,4 +1,4 @@
-import { HttpProblem, problemType } from '@task-manager/service-kit'
+import { HttpProblem, problemType, versionsInIfMatch } from '@task-manager/service-kit'
 
 /** Strong ETag of one version of one task. */
 export function etagOf(task: { id: number; version: number }): string {
@@ -7,15 +7,11 @@ export function etagOf(task: { id: number; version: number }): string {
 
 /**
  * Reads `If-Match` for task `id`: undefined when absent or `*` (any current version), else the versions
- * it names. A header naming only other resources can never match: 412 at once.
+ * it names. A header naming only other resources (or versions no task can have) can never match: 412 at once.
  */
 export function expectedVersions(ifMatch: string | undefined, id: number): number[] | undefined {
   if (ifMatch === undefined || ifMatch.trim() === '*') return undefined
-  const versions: number[] = []
-  for (const raw of ifMatch.split(',')) {
-    const match = /^"(\d+)\.(\d+)"$/.exec(raw.trim())
-    if (match && Number(match[1]) === id) versions.push(Number(match[2]))
-  }
+  const versions = versionsInIfMatch(ifMatch, id)
   if (versions.length === 0) throw preconditionFailed(id)
   return versions
 }

@@ -53,7 +53,7 @@ const SORT_EXPRESSIONS = {
 
 type SortField = keyof typeof SORT_EXPRESSIONS
 
-function cursorValue(row: TaskRow, field: SortField): string | number | null {
+function cursorValue(row: TaskRow, field: SortField): string | number {
   switch (field) {
     case 'priority':
       return row.priority_rank

@@ -2,6 +2,7 @@ import {
   type App,
   type FieldError,
   HttpProblem,
+  parseDateOrDateTime,
   problemResponses,
   problemType,
 } from '@task-manager/service-kit'
@@ -57,12 +58,9 @@ function invalid(errors: FieldError[]): HttpProblem {
 /** ISO 8601 date or date-time → Date; a date alone is midnight UTC and no offset means UTC. */
 export function parseDueDate(value: string | null | undefined): Date | null {
   if (value === null || value === undefined) return null
-  let text = value.replace(' ', 'T')
-  if (!text.includes('T')) text += 'T00:00:00Z'
-  else if (!/(Z|z|[+-]\d{2}(:?\d{2})?)$/.test(text)) text += 'Z'
-  const date = new Date(text)
-  if (Number.isNaN(date.getTime())) {
-    throw invalid([{ in: 'body', field: 'due_date', message: 'is not a valid date' }])
+  const date = parseDateOrDateTime(value)
+  if (date === undefined) {
+    throw invalid([{ in: 'body', field: 'due_date', message: 'is not an existing date' }])
   }
   return date
 }

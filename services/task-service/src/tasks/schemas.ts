@@ -1,3 +1,4 @@
+import { CursorParameter, DateOrDateTime, Id, Text } from '@task-manager/service-kit'
 import { type Static, Type } from 'typebox'
 
 export const TaskStatus = Type.Union([
@@ -9,25 +10,24 @@ export const TaskPriority = Type.Union([Type.Literal('low'), Type.Literal('mediu
 
 /** ISO 8601 date or date-time; a date-time without an offset is taken as UTC. */
 export const DueDate = Type.Union([
-  Type.String({
-    pattern: '^\\d{4}-\\d{2}-\\d{2}([T ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|z|[+-]\\d{2}(:?\\d{2})?)?)?$',
-    description: 'ISO 8601 date or date-time (UTC when no offset is given)',
+  DateOrDateTime({
+    description: 'An existing ISO 8601 date or date-time (UTC when no offset is given)',
     examples: ['2026-12-01T17:00:00Z'],
   }),
   Type.Null(),
 ])
 
-export const Title = Type.String({
+export const Title = Text({
   minLength: 1,
   maxLength: 200,
   description: 'HTML is stripped; must not be empty after',
 })
-export const Description = Type.String({ maxLength: 2000, description: 'HTML is stripped' })
-export const Tags = Type.Array(Type.String({ maxLength: 50 }), {
+export const Description = Text({ maxLength: 2000, description: 'HTML is stripped' })
+export const Tags = Type.Array(Text({ maxLength: 50 }), {
   maxItems: 20,
   description: 'HTML is stripped',
 })
-export const PositiveId = Type.Integer({ minimum: 1, maximum: 2_147_483_647 })
+export const PositiveId = Id()
 
 export const Task = Type.Object(
   {
@@ -94,10 +94,8 @@ export const TaskListQuery = Type.Object(
     project_id: Type.Optional(PositiveId),
     status: Type.Optional(TaskStatus),
     priority: Type.Optional(TaskPriority),
-    tag: Type.Optional(Type.String({ minLength: 1, maxLength: 50 })),
-    q: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 200, description: 'Text in title or description' }),
-    ),
+    tag: Type.Optional(Text({ minLength: 1, maxLength: 50 })),
+    q: Type.Optional(Text({ minLength: 1, maxLength: 200, description: 'Text in title or description' })),
     due_before: Type.Optional(Type.String({ format: 'date-time' })),
     due_after: Type.Optional(Type.String({ format: 'date-time' })),
     sort: Type.Optional(
@@ -107,9 +105,7 @@ export const TaskListQuery = Type.Object(
       ),
     ),
     limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-    cursor: Type.Optional(
-      Type.String({ maxLength: 500, description: 'Opaque; from the `Link: rel="next"` header' }),
-    ),
+    cursor: Type.Optional(CursorParameter(500)),
   },
   { additionalProperties: false },
 )

@@ -1,4 +1,5 @@
 import { Role } from '@task-manager/auth'
+import { Id, Text } from '@task-manager/service-kit'
 import { type Static, Type } from 'typebox'
 
 // Bodies are declared with additionalProperties: false and the kit's validator removes unknown
@@ -10,8 +11,8 @@ export const Email = Type.String({
   maxLength: 254,
   description: 'Unique, case-insensitively',
 })
-export const Name = Type.String({ minLength: 1, maxLength: 100 })
-export const Password = Type.String({
+export const Name = Text({ minLength: 1, maxLength: 100, notBlank: true })
+export const Password = Text({
   minLength: 12,
   maxLength: 128,
   description: 'At least 12 characters; only its scrypt hash is stored',
@@ -47,15 +48,15 @@ export type User = Static<typeof User>
 /** What any signed-in user sees of another: no email, no role. */
 export const PublicProfile = Type.Object({ id: Type.Integer(), name: Type.String() })
 
-export const UserParams = Type.Object({ id: Type.Integer({ minimum: 1, maximum: 2_147_483_647 }) })
+export const UserParams = Type.Object({ id: Id() })
 
 export const RoleChange = Type.Object({ role: Role }, strict)
 
 export const TokenRequest = Type.Object(
   {
-    email: Type.Optional(Type.String({ minLength: 1, maxLength: 254 })),
+    email: Type.Optional(Text({ minLength: 1, maxLength: 254 })),
     /** OAuth 2.0 password grant spelling (form-encoded): username = email. */
-    username: Type.Optional(Type.String({ minLength: 1, maxLength: 254 })),
+    username: Type.Optional(Text({ minLength: 1, maxLength: 254 })),
     password: Type.String({ minLength: 1, maxLength: 128 }),
     grant_type: Type.Optional(Type.Literal('password')),
   },
