@@ -164,6 +164,17 @@ var clusterURL = regexp.MustCompile(`([a-z0-9-]+\.[a-z0-9-]+\.svc\.cluster\.loca
 func renderedEnv(t *testing.T, r *Render, d appsv1.Deployment, c corev1.Container, hostPorts map[string]int) map[string]string {
 	env := map[string]string{}
 	for _, from := range c.EnvFrom {
+		if from.SecretRef != nil {
+			// A Secret the release renders (the user-service's signing keys); an existing one is not checked.
+			s := r.Secret(from.SecretRef.Name)
+			if s == nil {
+				t.Fatalf("%s: envFrom Secret %s is not rendered", d.Name, from.SecretRef.Name)
+			}
+			for k, v := range s.Data {
+				env[k] = string(v)
+			}
+			continue
+		}
 		if from.ConfigMapRef == nil {
 			t.Fatalf("%s: envFrom %+v is not a rendered ConfigMap", d.Name, from)
 		}
