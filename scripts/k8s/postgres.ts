@@ -1,15 +1,10 @@
-// A real PostgreSQL for the consistency check (scripts/k8s/verify): starts the embedded server of the test
-// harness, creates one login role + database per `name:password` argument (as the chart's StatefulSets
-// would), prints `{"port": N}` on one line, and stops when its stdin closes or on SIGTERM.
+// A real PostgreSQL for the consistency check (scripts/k8s/verify): the local launcher's server in a throw-away
+// directory, one login role + database per `name:password` argument (as the chart's StatefulSets make them),
+// prints `{"port": N}` on one line, and stops when its stdin closes or on SIGTERM.
 // Run with Node 24 (TypeScript type stripping): node scripts/k8s/postgres.ts task_service:secret ...
-import { createRequire } from 'node:module'
-import { startEmbeddedPostgres } from '../../packages/testing/src/postgres.ts'
+import { provisionServiceDatabase, startLocalPostgres } from '../../packages/local-postgres/src/index.ts'
 
-// pg is a dependency of the test harness, not of the workspace root.
-const require = createRequire(new URL('../../packages/testing/package.json', import.meta.url))
-const pg = require('pg') as typeof import('pg')
-
-const server = await startEmbeddedPostgres()
+const server = await startLocalPostgres({ settings: { fsync: 'off' } })
 let stopping: Promise<void> | undefined
 const stop = () => {
   stopping ??= server.stop().then(() => process.exit(0))
@@ -19,15 +14,11 @@ process.on('SIGTERM', stop)
 process.on('SIGINT', stop)
 
 try {
-  const client = new pg.Client({ connectionString: server.adminUrl })
-  await client.connect()
   for (const spec of process.argv.slice(2)) {
     const [name, password] = spec.split(':')
     if (!name || !password || !/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`bad database spec ${spec}`)
-    await client.query(`CREATE ROLE ${name} LOGIN PASSWORD ${client.escapeLiteral(password)}`)
-    await client.query(`CREATE DATABASE ${name} OWNER ${name}`)
+    await provisionServiceDatabase(server.adminUrl, { database: name, role: name, password })
   }
-  await client.end()
 } catch (error) {
   console.error(error)
   await server.stop()

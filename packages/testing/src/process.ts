@@ -1,11 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { freePort } from './postgres.js'
+import { freePort } from '@task-manager/local-postgres'
 
 export interface SpawnedEntry {
   child: ChildProcess
-  /** Everything the process wrote to stdout and stderr so far. */
+  /** Everything the process wrote to stdout and stderr so far, interleaved. */
   output: () => string
+  /** What it wrote to stdout alone. */
+  stdout: () => string
+  /** What it wrote to stderr alone. */
+  stderr: () => string
   /** Resolves with the exit code (null when killed by a signal). */
   exited: Promise<number | null>
 }
@@ -13,21 +17,39 @@ export interface SpawnedEntry {
 /**
  * Runs a TypeScript entry point (a service's src/server.ts or src/migrate.ts) as its own OS process,
  * through tsx, with the workspace packages resolved to their sources. Listens on 127.0.0.1 by default.
+ * A process still running after `timeoutMs` (default: none) is killed with SIGKILL.
  */
-export function spawnEntry(entry: string, env: Record<string, string>): SpawnedEntry {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=@task-manager/source', entry], {
-    env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+export function spawnEntry(
+  entry: string,
+  env: Record<string, string>,
+  options: { args?: string[]; timeoutMs?: number } = {},
+): SpawnedEntry {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--conditions=@task-manager/source', entry, ...(options.args ?? [])],
+    {
+      env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   let text = ''
+  let out = ''
+  let err = ''
   child.stdout?.on('data', (chunk) => {
     text += chunk
+    out += chunk
   })
   child.stderr?.on('data', (chunk) => {
     text += chunk
+    err += chunk
   })
-  const exited = once(child, 'exit').then(([code]) => code as number | null)
-  return { child, output: () => text, exited }
+  const timer =
+    options.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.timeoutMs)
+  const exited = once(child, 'exit').then(([code]) => {
+    clearTimeout(timer)
+    return code as number | null
+  })
+  return { child, output: () => text, stdout: () => out, stderr: () => err, exited }
 }
 
 export interface ServiceProcess extends SpawnedEntry {

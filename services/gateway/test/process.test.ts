@@ -1,13 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
+import type { ChildProcess } from 'node:child_process'
 import { get } from 'node:http'
-import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { spawnEntry, startServiceProcess } from '@task-manager/testing'
 import { afterEach, describe, expect, test } from 'vitest'
 import { call, sleep } from './helpers.js'
 import { spawnUpstream, type UpstreamProcess } from './process.js'
 
-// The gateway as an OS process (src/server.ts through runService), in front of services that are processes too.
+// The gateway as an OS process (src/server.ts through the kit's main), in front of services that are processes too.
 
 const serverEntry = fileURLToPath(new URL('../src/server.ts', import.meta.url))
 const running: Array<ChildProcess | UpstreamProcess> = []
@@ -19,51 +18,20 @@ afterEach(async () => {
   }
 })
 
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
 function startGatewayProcess(env: Record<string, string>) {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', '--conditions=@task-manager/source', serverEntry],
-    {
-      env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'info', AUTH_MODE: 'disabled', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  )
-  running.push(child)
-  let output = ''
-  child.stdout?.on('data', (chunk) => {
-    output += chunk
-  })
-  child.stderr?.on('data', (chunk) => {
-    output += chunk
-  })
-  const exited = once(child, 'exit').then(([code]) => code as number | null)
-  return { child, exited, output: () => output }
+  const gateway = spawnEntry(serverEntry, { AUTH_MODE: 'disabled', ...env })
+  running.push(gateway.child)
+  return gateway
 }
 
 async function readyGateway(env: Record<string, string>) {
-  const port = await freePort()
-  const gateway = startGatewayProcess({ PORT: String(port), ...env })
-  const url = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    if (gateway.child.exitCode !== null) throw new Error(`gateway exited early:\n${gateway.output()}`)
-    try {
-      if ((await fetch(`${url}/health/live`)).status === 200) break
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`gateway did not start:\n${gateway.output()}`)
-    await sleep(100)
-  }
-  return { ...gateway, url }
+  const gateway = await startServiceProcess(
+    serverEntry,
+    { AUTH_MODE: 'disabled', ...env },
+    { name: 'gateway', readyPath: '/health/live' },
+  )
+  running.push(gateway.child)
+  return gateway
 }
 
 /** GET on a new connection, so a refused connection shows (not a pooled keep-alive socket). */

@@ -1,4 +1,5 @@
 import { AuthConfigProperties } from '@task-manager/auth'
+import { EventsConfigProperties } from '@task-manager/events'
 import { BaseConfigProperties, DatabaseConfigProperties, loadConfig } from '@task-manager/service-kit'
 import { type Static, Type } from 'typebox'
 
@@ -6,6 +7,7 @@ export const ProjectServiceConfig = Type.Object({
   ...BaseConfigProperties,
   ...DatabaseConfigProperties,
   ...AuthConfigProperties,
+  ...EventsConfigProperties,
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8005 }),
   MAX_MEMBERS_PER_PROJECT: Type.Integer({
     minimum: 1,

@@ -62,6 +62,20 @@ describe('text the database cannot store', () => {
   }
 })
 
+test('a PATCH of ignored fields only, or of the stored values, writes nothing (updated_at stays)', async () => {
+  const before = await rows()
+  const current = (await call('GET', `/projects/${projectId}`)).body
+  for (const patch of [
+    { id: 5, role: 'owner', created_at: '2020-01-01T00:00:00Z' },
+    { name: current.name, status: current.status },
+  ]) {
+    const answer = await call('PATCH', `/projects/${projectId}`, patch)
+    expect(answer.status).toBe(200)
+    expect(answer.body).toEqual(current)
+  }
+  expect(await rows()).toEqual(before)
+})
+
 describe('ids in the path and the query string', () => {
   for (const id of ['Infinity', '1e3', '1.0', '0x10', '99999999999999999999', '0']) {
     test(`${id}: 422 naming the parameter; nothing written`, async () => {

@@ -235,3 +235,50 @@ describe('entity tags', () => {
     )
   })
 })
+
+describe('idempotency and no-op writes', () => {
+  test('an Idempotency-Key replay whose body has its keys in another order replays the first response', async () => {
+    const key = 'reordered-body'
+    const first = await call('POST', '/tasks', validTask, { 'idempotency-key': key })
+    expect(first.status).toBe(201)
+    const reordered = Object.fromEntries(Object.entries(validTask).reverse())
+    const before = await countRows(database.url, 'tasks')
+    const replay = await call('POST', '/tasks', JSON.stringify(reordered), { 'idempotency-key': key })
+    expect(replay.status).toBe(201)
+    expect(replay.headers.get('idempotent-replayed')).toBe('true')
+    expect(replay.body.id).toBe(first.body.id)
+    expect(await countRows(database.url, 'tasks')).toBe(before)
+    // A body that really differs is still a reused key.
+    const other = await call('POST', '/tasks', { ...validTask, title: 'Another' }, { 'idempotency-key': key })
+    expect(other.status).toBe(422)
+    expect(await countRows(database.url, 'tasks')).toBe(before)
+  })
+
+  test('a PATCH of ignored fields only, or of the stored values, changes nothing: same version, same ETag', async () => {
+    const created = (await call('POST', '/tasks', validTask)).body
+    const etag = `"${created.id}.${created.version}"`
+    for (const patch of [
+      { id: 999, version: 42, created_at: '2020-01-01T00:00:00Z' },
+      { title: created.title, tags: created.tags, due_date: created.due_date, priority: created.priority },
+    ]) {
+      const answer = await call('PATCH', `/tasks/${created.id}`, patch, { 'if-match': etag })
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200)
+      expect(answer.body).toEqual(created)
+      expect(answer.headers.get('etag')).toBe(etag)
+    }
+    const same = await call('PATCH', `/tasks/${created.id}/status`, { status: created.status })
+    expect(same.body.version).toBe(created.version)
+    expect((await call('GET', `/tasks/${created.id}`)).body).toEqual(created)
+    // A no-op still honours If-Match: a stale tag is 412.
+    const stale = await call(
+      'PATCH',
+      `/tasks/${created.id}`,
+      { id: 1 },
+      { 'if-match': `"${created.id}.${created.version + 1}"` },
+    )
+    expect(stale.status).toBe(412)
+    // And a real change still bumps the version once.
+    const changed = await call('PATCH', `/tasks/${created.id}`, { title: 'Changed' })
+    expect(changed.body.version).toBe(created.version + 1)
+  })
+})

@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { spawnEntry } from '@task-manager/testing'
 import { describe, expect, test } from 'vitest'
 import { loadUserServiceConfig } from '../src/config.js'
 import { loadKeyRing } from '../src/keys.js'
@@ -41,16 +41,9 @@ describe('PasswordHasher', () => {
 describe('generate-key', () => {
   test('prints a private Ed25519 JWK that JWT_PRIVATE_KEYS accepts', async () => {
     const entry = fileURLToPath(new URL('../src/generate-key.ts', import.meta.url))
-    const result = spawnSync(
-      process.execPath,
-      ['--import', 'tsx', '--conditions=@task-manager/source', entry, 'key-2026'],
-      {
-        encoding: 'utf8',
-        timeout: 20_000,
-      },
-    )
-    expect(result.status).toBe(0)
-    const jwk = JSON.parse(result.stdout)
+    const run = spawnEntry(entry, {}, { args: ['key-2026'] })
+    expect(await run.exited).toBe(0)
+    const jwk = JSON.parse(run.stdout())
     expect(jwk).toMatchObject({ kty: 'OKP', crv: 'Ed25519', kid: 'key-2026', d: expect.any(String) })
     const ring = await loadKeyRing(JSON.stringify([jwk]))
     expect(ring.signing.kid).toBe('key-2026')

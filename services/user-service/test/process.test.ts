@@ -1,12 +1,13 @@
-import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { createVerifier } from '@task-manager/auth'
-import { useTestDatabase } from '@task-manager/testing'
+import { spawnEntry, useTestDatabase } from '@task-manager/testing'
 import { describe, expect, test } from 'vitest'
 import { newKeyRing, PASSWORD, startServiceProcess, uniqueEmail } from './helpers.js'
 
 // The real service as an OS process over real HTTP: what other services see of it.
 const database = useTestDatabase('users')
+const serverEntry = fileURLToPath(new URL('../src/server.ts', import.meta.url))
+const migrateEntry = fileURLToPath(new URL('../src/migrate.ts', import.meta.url))
 
 async function registerAndLogin(url: string, email: string, password: string) {
   const created = await fetch(`${url}/users`, {
@@ -84,59 +85,35 @@ describe('user-service process', () => {
     }
   })
 
-  test('a bad JWT_PRIVATE_KEYS exits with code 78 and a clear message', () => {
-    const entry = fileURLToPath(new URL('../src/server.ts', import.meta.url))
-    const result = spawnSync(
-      process.execPath,
-      ['--import', 'tsx', '--conditions=@task-manager/source', entry],
-      {
-        env: { ...process.env, DATABASE_URL: database.url, PORT: '65000', JWT_PRIVATE_KEYS: '[{"kid":"x"}]' },
-        encoding: 'utf8',
-        timeout: 20_000,
-      },
-    )
-    expect(result.status).toBe(78)
-    expect(result.stderr).toContain('JWT_PRIVATE_KEYS[0]')
+  test('a bad JWT_PRIVATE_KEYS exits with code 78 and a clear message', async () => {
+    const run = spawnEntry(serverEntry, {
+      DATABASE_URL: database.url,
+      PORT: '65000',
+      JWT_PRIVATE_KEYS: '[{"kid":"x"}]',
+    })
+    expect(await run.exited).toBe(78)
+    expect(run.stderr()).toContain('JWT_PRIVATE_KEYS[0]')
   })
 
-  test('migrate.ts applies the migrations and exits 0', () => {
-    const entry = fileURLToPath(new URL('../src/migrate.ts', import.meta.url))
-    const result = spawnSync(
-      process.execPath,
-      ['--import', 'tsx', '--conditions=@task-manager/source', entry],
-      {
-        env: { ...process.env, DATABASE_URL: database.url },
-        encoding: 'utf8',
-        timeout: 20_000,
-      },
-    )
-    expect(result.status).toBe(0)
-    expect(result.stdout).toContain('user-service: migrations up to date')
+  test('migrate.ts applies the migrations and exits 0', async () => {
+    const run = spawnEntry(migrateEntry, { DATABASE_URL: database.url })
+    expect(await run.exited).toBe(0)
+    expect(run.stdout()).toContain('user-service: migrations up to date')
   })
 
-  test('migrate.ts with a database host that does not resolve: a line per attempt, then exit 69, no stack trace', () => {
-    const entry = fileURLToPath(new URL('../src/migrate.ts', import.meta.url))
-    const result = spawnSync(
-      process.execPath,
-      ['--import', 'tsx', '--conditions=@task-manager/source', entry],
-      {
-        env: {
-          ...process.env,
-          DATABASE_URL: 'postgres://users:secret@users-db.nowhere.invalid:5432/users',
-          DATABASE_WAIT_MS: '2000',
-        },
-        encoding: 'utf8',
-        timeout: 20_000,
-      },
-    )
-    expect(result.status).toBe(69)
-    expect(result.stdout).toMatch(
+  test('migrate.ts with a database host that does not resolve: a line per attempt, then exit 69, no stack trace', async () => {
+    const run = spawnEntry(migrateEntry, {
+      DATABASE_URL: 'postgres://users:secret@users-db.nowhere.invalid:5432/users',
+      DATABASE_WAIT_MS: '2000',
+    })
+    expect(await run.exited).toBe(69)
+    expect(run.stdout()).toMatch(
       /^user-service: waiting for users-db\.nowhere\.invalid:5432\/users \(attempt 1: /,
     )
-    expect(result.stderr.trim()).toMatch(
+    expect(run.stderr().trim()).toMatch(
       /^user-service: users-db\.nowhere\.invalid:5432\/users did not answer within 2 s/,
     )
-    expect(result.stderr.trim().split('\n')).toHaveLength(1)
-    expect(result.stdout + result.stderr).not.toContain('secret')
+    expect(run.stderr().trim().split('\n')).toHaveLength(1)
+    expect(run.output()).not.toContain('secret')
   })
 })

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { HttpProblem, problemType } from '@task-manager/service-kit'
 import type { Kysely, Transaction } from 'kysely'
+import { stringify } from 'safe-stable-stringify'
 import type { TaskDatabase } from '../db/schema.js'
 
 export interface StoredResponse {
@@ -12,8 +13,15 @@ export type IdempotentOutcome<T> =
   | { replayed: false; result: T }
   | { replayed: true; response: StoredResponse }
 
+/**
+ * Fingerprint of a request body in a canonical form: object keys sorted at every level, so the same body
+ * sent again with its keys in another order is the same request (a replay, not a reused key). The body is
+ * the validated one: unknown properties already removed, defaults applied.
+ */
 export function requestHash(body: unknown): string {
-  return createHash('sha256').update(JSON.stringify(body)).digest('hex')
+  return createHash('sha256')
+    .update(stringify(body) ?? 'null')
+    .digest('hex')
 }
 
 /**

@@ -110,6 +110,24 @@ function changesFrom(patch: TaskPatch): TaskChanges {
   return changes
 }
 
+const sameTags = (a: string[], b: string[]) => a.length === b.length && a.every((tag, i) => tag === b[i])
+
+/** Only the changes that differ from the stored row: a PATCH restating values changes nothing. */
+function effectiveChanges(current: TaskRow, changes: TaskChanges): TaskChanges {
+  const effective: TaskChanges = {}
+  for (const [field, value] of Object.entries(changes) as [keyof TaskChanges, unknown][]) {
+    const stored = current[field]
+    const same =
+      field === 'due_date'
+        ? (stored as Date | null)?.getTime() === (value as Date | null)?.getTime()
+        : field === 'tags'
+          ? sameTags(stored as string[], value as string[])
+          : stored === value
+    if (!same) Object.assign(effective, { [field]: value })
+  }
+  return effective
+}
+
 function sendTask(reply: FastifyReply, row: TaskRow, status = 200) {
   return reply.code(status).header('etag', etagOf(row)).send(toTask(row))
 }
@@ -160,6 +178,24 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
       await access.assertAssignable(request, projectId, userId)
     }
   }
+  /**
+   * Writes the changes that differ from `current`. None (a patch of ignored fields only, or of the values
+   * already stored): nothing is written and the version stays, but `If-Match` still has to match.
+   */
+  async function applyChanges(
+    id: number,
+    current: TaskRow,
+    changes: TaskChanges,
+    versions: number[] | undefined,
+  ): Promise<TaskRow> {
+    const effective = effectiveChanges(current, changes)
+    if (Object.keys(effective).length === 0) {
+      if (versions !== undefined && !versions.includes(current.version)) throw preconditionFailed(id)
+      return current
+    }
+    return settle(id, await repository.update(id, effective, versions))
+  }
+
   const limit = (max: number): FastifyContextConfig =>
     rateLimits.enabled ? { rateLimit: { max, timeWindow: '1 minute' } } : {}
   const reads = limit(rateLimits.readsPerMinute)
@@ -311,8 +347,7 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
         changes.project_id ?? current.project_id,
         changes.user_id ?? current.user_id,
       )
-      const outcome = await repository.update(id, changes, versions)
-      return sendTask(reply, settle(id, outcome))
+      return sendTask(reply, await applyChanges(id, current, changes, versions))
     },
   )
 
@@ -333,9 +368,8 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
     async (request, reply) => {
       const { id } = request.params
       const versions = expectedVersions(request.headers['if-match'], id)
-      await writable(request, id)
-      const outcome = await repository.update(id, { status: request.body.status }, versions)
-      return sendTask(reply, settle(id, outcome))
+      const current = await writable(request, id)
+      return sendTask(reply, await applyChanges(id, current, { status: request.body.status }, versions))
     },
   )
 
