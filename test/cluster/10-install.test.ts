@@ -61,7 +61,9 @@ describe('helm install', () => {
       ])
       // Startup and liveness probes both ask /health/live; a 503 there is load shedding (readiness 503s
       // while a database starts are expected and not counted).
-      const shed = events.items.filter((e) => /^(Startup|Liveness) probe failed: HTTP probe failed with statuscode: 503/.test(e.message ?? ''))
+      const shed = events.items.filter((e) =>
+        /^(Startup|Liveness) probe failed: HTTP probe failed with statuscode: 503/.test(e.message ?? ''),
+      )
       expect(shed.map((e) => `${e.involvedObject.name}: ${e.message}`)).toEqual([])
       for (const pod of await pods(release.namespace, `app.kubernetes.io/instance=${release.name}`)) {
         for (const c of pod.status.containerStatuses ?? []) {

@@ -1,6 +1,11 @@
 import { beforeAll, describe, expect, inject, test } from 'vitest'
 import { pods } from './lib/cluster.ts'
-import { activeTargets, ensurePrometheus, type PrometheusHandle, waitForPrometheus } from './lib/prometheus.ts'
+import {
+  activeTargets,
+  ensurePrometheus,
+  type PrometheusHandle,
+  waitForPrometheus,
+} from './lib/prometheus.ts'
 import { MAIN, OPEN } from './lib/releases.ts'
 import { waitFor } from './lib/run.ts'
 
@@ -20,7 +25,12 @@ describe('Prometheus', () => {
     const expected: string[] = []
     for (const release of [MAIN, OPEN]) {
       for (const pod of await pods(release.namespace, `app.kubernetes.io/instance=${release.name}`)) {
-        if (pod.metadata.deletionTimestamp || pod.status.phase !== 'Running' || pod.metadata.labels['app.kubernetes.io/component'] === 'test') continue
+        if (
+          pod.metadata.deletionTimestamp ||
+          pod.status.phase !== 'Running' ||
+          pod.metadata.labels['app.kubernetes.io/component'] === 'test'
+        )
+          continue
         expected.push(`${release.namespace}/${pod.metadata.name}`)
       }
     }
@@ -33,9 +43,12 @@ describe('Prometheus', () => {
         const byPod = new Map<string, string>()
         for (const t of targets) {
           const key = `${t.labels.namespace}/${t.labels.pod}`
-          if (expected.includes(key) && byPod.get(key) !== 'up') byPod.set(key, t.health === 'up' ? 'up' : `${t.health}: ${t.lastError} (${t.scrapeUrl})`)
+          if (expected.includes(key) && byPod.get(key) !== 'up')
+            byPod.set(key, t.health === 'up' ? 'up' : `${t.health}: ${t.lastError} (${t.scrapeUrl})`)
         }
-        const missing = expected.filter((p) => byPod.get(p) !== 'up').map((p) => `${p}: ${byPod.get(p) ?? 'no target'}`)
+        const missing = expected
+          .filter((p) => byPod.get(p) !== 'up')
+          .map((p) => `${p}: ${byPod.get(p) ?? 'no target'}`)
         if (missing.length > 0) throw new Error(missing.join('; '))
         return byPod
       },

@@ -196,14 +196,37 @@ export async function buildImage(target: Target, service: Service): Promise<numb
 }
 
 /** Builds a helper image of the suite (not the project's) from `dockerfile` and makes it available to the cluster. */
-export async function buildHelperImage(target: Target, context: string, dockerfile: string, stage: string, image: string): Promise<number> {
+export async function buildHelperImage(
+  target: Target,
+  context: string,
+  dockerfile: string,
+  stage: string,
+  image: string,
+): Promise<number> {
   if (target.kind === 'live-cluster') {
-    return stream(`build ${image}`, join(target.liveClusterDir as string, 'build-image.sh'), [context, dockerfile, stage, image], { timeoutMs: 1_200_000 })
+    return stream(
+      `build ${image}`,
+      join(target.liveClusterDir as string, 'build-image.sh'),
+      [context, dockerfile, stage, image],
+      { timeoutMs: 1_200_000 },
+    )
   }
   const engine = containerEngine()
-  let ms = await stream(`build ${image}`, engine, ['build', '-f', dockerfile, '--target', stage, '-t', image, context], { timeoutMs: 1_200_000 })
-  if (target.kind === 'kind') ms += await stream(`load ${image}`, 'kind', ['load', 'docker-image', image, '--name', target.context.slice('kind-'.length)], { timeoutMs: 600_000 })
-  else if (target.kind === 'minikube') ms += await stream(`load ${image}`, 'minikube', ['image', 'load', image], { timeoutMs: 600_000 })
+  let ms = await stream(
+    `build ${image}`,
+    engine,
+    ['build', '-f', dockerfile, '--target', stage, '-t', image, context],
+    { timeoutMs: 1_200_000 },
+  )
+  if (target.kind === 'kind')
+    ms += await stream(
+      `load ${image}`,
+      'kind',
+      ['load', 'docker-image', image, '--name', target.context.slice('kind-'.length)],
+      { timeoutMs: 600_000 },
+    )
+  else if (target.kind === 'minikube')
+    ms += await stream(`load ${image}`, 'minikube', ['image', 'load', image], { timeoutMs: 600_000 })
   return ms
 }
 
