@@ -2,6 +2,7 @@
 # `helm template` output named after the case.
 GATEWAY_API=(--api-versions gateway.networking.k8s.io/v1/HTTPRoute --api-versions gateway.networking.k8s.io/v1/Gateway)
 CRDS=(--api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PodMonitor
+      --api-versions monitoring.coreos.com/v1/PrometheusRule
       "${GATEWAY_API[@]}")
 render_case() { # name args...
   local name=$1; shift
