@@ -103,6 +103,12 @@ func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
 	}
 	for _, p := range plans {
 		p.env = renderedEnv(t, r, p.deployment, p.container, hostPorts)
+		// The image's own ENV WEB_ROOT=/app/web (Dockerfile, gateway stage), where prod-install.sh put it.
+		if web := filepath.Join(p.dir, "web"); p.env["WEB_ROOT"] == "" {
+			if _, err := os.Stat(filepath.Join(web, "index.html")); err == nil {
+				p.env["WEB_ROOT"] = web
+			}
+		}
 	}
 
 	// Migrations first, as the init containers do, then every service at once.
