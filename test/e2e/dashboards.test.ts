@@ -34,7 +34,7 @@ const PROMQL_WORDS = new Set([
 ])
 
 /** The metric names a PromQL expression reads (label matchers, groupings, ranges and strings left out). */
-export function metricsOf(expr: string): string[] {
+function metricsOf(expr: string): string[] {
   const bare = expr
     .replace(/"(?:[^"\\]|\\.)*"/g, '""')
     .replace(/\{[^}]*\}/g, ' ')
