@@ -29,6 +29,17 @@ export const BaseConfigProperties = {
     description:
       'Proxies whose X-Forwarded-For is believed (comma-separated IPs/CIDRs or loopback, linklocal, uniquelocal); "false" trusts none',
   }),
+  REQUEST_HEADERS_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    default: 10_000,
+    description: 'A request’s headers must arrive within this, else 408 and the connection closes',
+  }),
+  REQUEST_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    default: 30_000,
+    description:
+      'A whole request, body included, must arrive within this, else 408 and the connection closes',
+  }),
   SHUTDOWN_DELAY_MS: Type.Integer({
     minimum: 0,
     default: 0,

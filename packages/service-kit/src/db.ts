@@ -17,6 +17,7 @@ export interface DatabaseOptions {
   connectionTimeoutMs?: number
   /** Server-side limit for one statement. */
   statementTimeoutMs?: number
+  /** A connection failed (idle or checked out); never fatal, the pool replaces it. */
   onPoolError?: (error: Error) => void
 }
 
@@ -35,8 +36,15 @@ export function createDatabase<DB>(options: DatabaseOptions): Database<DB> {
     statement_timeout: options.statementTimeoutMs ?? 10_000,
     idleTimeoutMillis: 30_000,
   })
-  // An idle client whose server went away emits 'error' on the pool; unhandled it would kill the process.
+  // A connection whose server went away (a restart, a failover, a terminated backend) makes its client
+  // emit 'error'; with no listener that event kills the process. The pool listens only while a client is
+  // idle (re-emitting it as the pool's 'error'); a checked-out client — mid-query or mid-transaction — is
+  // on its own. So every client gets a listener for its whole life: the failed query itself still rejects
+  // (the request answers 503) and the pool discards the broken client when it is released.
   pool.on('error', (error) => options.onPoolError?.(error))
+  pool.on('connect', (client) => {
+    client.on('error', (error) => options.onPoolError?.(error))
+  })
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) })
   registerPool(db, pool)
   return { db, pool, close: () => db.destroy() }

@@ -1,4 +1,5 @@
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer as createHttpServer, STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import swagger from '@fastify/swagger'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import underPressure from '@fastify/under-pressure'
@@ -22,7 +23,7 @@ import { healthPlugin } from './health.js'
 import { integerFormsPlugin } from './input.js'
 import { loggerOptions, requestIdFrom } from './logger.js'
 import { metricsPlugin } from './metrics.js'
-import { problemType, sendProblem } from './problem.js'
+import { PROBLEM_CONTENT_TYPE, problemFor, problemType, sendProblem } from './problem.js'
 
 export type App = FastifyInstance<
   RawServerDefault,
@@ -38,6 +39,39 @@ export const BODY_LIMIT_BYTES = 1024 * 1024
 export interface ServerSettings {
   LOG_LEVEL: BaseConfig['LOG_LEVEL']
   TRUST_PROXY?: string
+  /** A request's headers must all arrive within this (default 10 s), else 408. */
+  REQUEST_HEADERS_TIMEOUT_MS?: number
+  /** A whole request, body included, must arrive within this (default 30 s), else 408. */
+  REQUEST_TIMEOUT_MS?: number
+}
+
+/**
+ * Answers what Node's HTTP parser refuses before Fastify sees a request (a malformed request line or header,
+ * headers or a body that did not arrive in time) with problem+json and closes the connection, as Fastify's
+ * default handler does with its own JSON shape.
+ */
+function clientErrorHandler(this: FastifyInstance, error: Error & { code?: string }, socket: Socket) {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const status =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+  const detail =
+    status === 408
+      ? 'The request did not arrive in time'
+      : status === 431
+        ? 'The request headers are too large'
+        : 'The request is not valid HTTP/1.1'
+  this.log.debug({ err: error }, 'client error')
+  if (
+    socket.writable &&
+    !(socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent
+  ) {
+    const body = JSON.stringify(problemFor(status, detail, '/', { type: problemType('bad-request') }))
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy(error)
 }
 
 export interface ServiceIdentity {
@@ -61,6 +95,7 @@ export function serverOptions(identity: ServiceIdentity, config: ServerSettings)
     // Requests still arriving on open connections while closing are served (with Connection: close)
     // rather than refused with Fastify's non-problem 503: nothing that reached the service fails.
     return503OnClosing: false,
+    clientErrorHandler,
     routerOptions: { ignoreTrailingSlash: true },
     // Errors of the router itself (a malformed URL: 400, a path parameter past maxParamLength: 414)
     // leave as problem+json too, like every other error.
@@ -79,44 +114,30 @@ export function serverOptions(identity: ServiceIdentity, config: ServerSettings)
 }
 
 /**
- * Sees a request before Fastify does; returns true when it took the request (and will answer it), false to
- * leave it to Fastify's router.
+ * The Fastify instance of a service. Its node:http server has deadlines on what a client sends: headers within
+ * REQUEST_HEADERS_TIMEOUT_MS, the whole request within REQUEST_TIMEOUT_MS (else 408 problem+json and the
+ * connection closes), checked every second rather than Node's default 30 s, so a slow client cannot hold a
+ * request open for long.
  */
-export type FrontHandler = (req: IncomingMessage, res: ServerResponse) => boolean
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    /**
-     * Installs a handler in front of Fastify's router, for a path that must not pay for the framework's
-     * per-request work (the gateway's proxy path). Fastify still serves everything the handler declines.
-     */
-    setFrontHandler(handler: FrontHandler): void
-    /** The load-shedding verdict (event-loop delay over the limit), for requests served outside Fastify's hooks. */
-    isOverloaded(): boolean
-  }
-}
-
 export function createServer(identity: ServiceIdentity, config: ServerSettings): App {
-  let front: FrontHandler | undefined
-  const app = Fastify({
+  const requestTimeout = config.REQUEST_TIMEOUT_MS ?? 30_000
+  const headersTimeout = Math.min(config.REQUEST_HEADERS_TIMEOUT_MS ?? 10_000, requestTimeout)
+  return Fastify({
     ...serverOptions(identity, config),
-    // Fastify's documented way to own the node:http server: the same server Fastify would create (its timeouts
-    // applied below as Fastify applies them), whose request listener asks the front handler first.
+    // Fastify's documented way to pass node:http options it does not expose itself.
     serverFactory: (handler, options) => {
-      const server = createHttpServer((req, res) => {
-        if (front === undefined || !front(req, res)) handler(req, res)
-      })
-      const settings = options as FastifyServerOptions
-      server.keepAliveTimeout = settings.keepAliveTimeout ?? 72_000
-      server.requestTimeout = settings.requestTimeout ?? 0
-      server.setTimeout(settings.connectionTimeout ?? 0)
+      const server = createHttpServer(
+        {
+          headersTimeout,
+          requestTimeout,
+          connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(headersTimeout / 2))),
+        },
+        handler,
+      )
+      server.keepAliveTimeout = (options as FastifyServerOptions).keepAliveTimeout ?? 72_000
       return server
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
-  app.decorate('setFrontHandler', (handler: FrontHandler) => {
-    front = handler
-  })
-  return app
 }
 
 /** Headers a service passes on when it calls another one, so one request can be followed across pods. */
@@ -178,9 +199,6 @@ export const serviceKit = fp<ServiceKitOptions>(
           })
         },
       })
-      app.decorate('isOverloaded', () => app.isUnderPressure())
-    } else {
-      app.decorate('isOverloaded', () => false)
     }
 
     await app.register(swagger, {
@@ -200,7 +218,7 @@ export interface RunOptions<O extends FastifyPluginOptions> {
     BaseConfig,
     'HOST' | 'PORT' | 'LOG_LEVEL' | 'SHUTDOWN_DELAY_MS' | 'SHUTDOWN_GRACE_MS' | 'AUTH_MODE'
   > &
-    Partial<Pick<BaseConfig, 'TRUST_PROXY'>>
+    Partial<Pick<BaseConfig, 'TRUST_PROXY' | 'REQUEST_HEADERS_TIMEOUT_MS' | 'REQUEST_TIMEOUT_MS'>>
   /** The service's app plugin (src/app.ts). */
   plugin: FastifyPluginAsync<O>
   pluginOptions: O

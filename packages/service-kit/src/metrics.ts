@@ -1,14 +1,17 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { collectDefaultMetrics, Registry } from 'prom-client'
-import { RequestHistogram } from './histogram.js'
+import { collectDefaultMetrics, Histogram, Registry } from 'prom-client'
 
 declare module 'fastify' {
+  interface FastifyRequest {
+    /** performance.now() when the request arrived (for requests that end without a response). */
+    arrivedAt: number
+  }
   interface FastifyInstance {
     metrics: {
       registry: Registry
-      /** `http_server_request_duration_seconds`, for requests served outside Fastify's hooks (the gateway's proxy path). */
-      requestDuration: RequestHistogram<'method' | 'route' | 'status_code'>
+      /** `http_server_request_duration_seconds`, observed for every request by the kit's onResponse hook. */
+      requestDuration: Histogram<'method' | 'route' | 'status_code'>
     }
   }
 }
@@ -39,7 +42,7 @@ export const metricsPlugin = fp<MetricsOptions>(
     ]) {
       registry.removeSingleMetric(name)
     }
-    const duration = new RequestHistogram({
+    const duration = new Histogram({
       name: 'http_server_request_duration_seconds',
       help: 'Duration of HTTP requests served, by method, route template and status code',
       labelNames: ['method', 'route', 'status_code'] as const,
@@ -47,6 +50,21 @@ export const metricsPlugin = fp<MetricsOptions>(
       registers: [registry],
     })
     app.decorate('metrics', { registry, requestDuration: duration })
+
+    // A client that leaves before its answer is complete gets no onResponse: it is counted here as 499, nginx's
+    // "client closed request", timed from its arrival.
+    app.decorateRequest('arrivedAt', 0)
+    app.addHook('onRequest', (request, _reply, done) => {
+      request.arrivedAt = performance.now()
+      done()
+    })
+    app.addHook('onRequestAbort', (request, done) => {
+      duration.observe(
+        { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: '499' },
+        (performance.now() - request.arrivedAt) / 1000,
+      )
+      done()
+    })
 
     app.addHook('onResponse', (request, reply, done) => {
       duration.observe(

@@ -1,4 +1,4 @@
-import { type OutgoingHttpHeader, type ServerResponse, STATUS_CODES } from 'node:http'
+import { STATUS_CODES } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 
@@ -74,32 +74,6 @@ export function problemDocument(
   options: ProblemOptions = {},
 ) {
   return problemFor(status, detail, request.url, options)
-}
-
-/**
- * The same answer as `sendProblem`, written to a bare `node:http` response: for code that serves requests
- * before Fastify sees them (the gateway's proxy path). `headers` is a flat `[name, value, ...]` list of
- * headers to add (request id, CORS, rate-limit headers).
- */
-export function writeProblem(
-  res: ServerResponse,
-  url: string,
-  status: number,
-  detail: string,
-  options: ProblemOptions = {},
-  headers: OutgoingHttpHeader[] = [],
-): void {
-  const body = JSON.stringify(problemFor(status, detail, url, options))
-  const out: OutgoingHttpHeader[] = [
-    'content-type',
-    PROBLEM_CONTENT_TYPE,
-    'content-length',
-    Buffer.byteLength(body),
-    ...headers,
-  ]
-  for (const name in options.headers) out.push(name, options.headers[name] as string | number)
-  res.writeHead(status, out)
-  res.end(body)
 }
 
 export function sendProblem(

@@ -32,7 +32,7 @@ export async function setUpServiceDatabase<DB>(
     onPoolError: (error) =>
       app.log.warn(
         { code: (error as { code?: string }).code, reason: error.message },
-        'idle database connection failed',
+        'database connection failed',
       ),
   })
   if (config.MIGRATE_ON_START) {

@@ -1,5 +1,5 @@
-import CircuitBreaker from 'opossum'
 import { Counter, Gauge, type Registry } from 'prom-client'
+import { Circuit, isOpenCircuit } from './breaker.js'
 import { HttpProblem, problemType } from './problem.js'
 
 export interface UpstreamOptions {
@@ -44,8 +44,6 @@ export class UpstreamStatusError extends Error {
   }
 }
 
-const STATE_VALUE = { closed: 0, half_open: 1, open: 2 } as const
-
 function metricsFor(registry: Registry) {
   const calls =
     (registry.getSingleMetric('upstream_requests_total') as Counter<'upstream' | 'outcome'> | undefined) ??
@@ -76,43 +74,32 @@ function metricsFor(registry: Registry) {
  * call in flight when one times out).
  */
 export class Upstream {
-  readonly breaker: CircuitBreaker<[string, UpstreamRequest], UpstreamResponse<unknown>>
-  private openedAt = 0
+  readonly circuit: Circuit<[string, UpstreamRequest], UpstreamResponse<unknown>>
   private readonly metrics: ReturnType<typeof metricsFor> | undefined
   private readonly base: string
 
   constructor(private readonly options: UpstreamOptions) {
     this.base = options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`
-    this.breaker = new CircuitBreaker((path: string, request: UpstreamRequest) => this.send(path, request), {
-      timeout: false,
-      resetTimeout: options.resetTimeoutMs,
+    this.metrics = options.registry ? metricsFor(options.registry) : undefined
+    this.circuit = new Circuit((path: string, request: UpstreamRequest) => this.send(path, request), {
+      resetTimeoutMs: options.resetTimeoutMs,
       errorThresholdPercentage: options.errorThresholdPercentage,
       volumeThreshold: options.volumeThreshold,
-      rollingCountTimeout: 10_000,
-      rollingCountBuckets: 10,
-      errorFilter: (error: unknown) =>
+      isNotFailure: (error: unknown) =>
         error instanceof UpstreamStatusError && error.status < 500 && error.status !== 429,
+      gauge: this.metrics && { metric: this.metrics.state, labels: { upstream: options.name } },
     })
-    this.breaker.on('open', () => {
-      this.openedAt = Date.now()
-    })
-    if (options.registry) {
-      this.metrics = metricsFor(options.registry)
-      const update = () => {
-        const state = this.breaker.opened ? 'open' : this.breaker.halfOpen ? 'half_open' : 'closed'
-        this.metrics?.state.set({ upstream: options.name }, STATE_VALUE[state])
-      }
-      update()
-      this.breaker.on('open', update)
-      this.breaker.on('halfOpen', update)
-      this.breaker.on('close', update)
-    }
+  }
+
+  /** The opossum breaker underneath (its state and stats). */
+  get breaker() {
+    return this.circuit.breaker
   }
 
   /** GET `path` (relative to the base URL); throws a 503 HttpProblem when no acceptable answer can be had. */
   async get<T>(path: string, request: UpstreamRequest = {}): Promise<UpstreamResponse<T>> {
     try {
-      const response = (await this.breaker.fire(path, request)) as UpstreamResponse<T>
+      const response = (await this.circuit.fire(path, request)) as UpstreamResponse<T>
       this.count(response.status === 404 ? 'not_found' : 'ok')
       return response
     } catch (error) {
@@ -121,7 +108,7 @@ export class Upstream {
   }
 
   shutdown(): void {
-    this.breaker.shutdown()
+    this.circuit.shutdown()
   }
 
   private async send(path: string, request: UpstreamRequest): Promise<UpstreamResponse<unknown>> {
@@ -147,14 +134,12 @@ export class Upstream {
 
   private toProblem(error: unknown): HttpProblem {
     const { name } = this.options
-    const code = (error as { code?: unknown }).code
     const errorName = (error as { name?: unknown }).name
     let retryAfter = 1
     let detail: string
-    if (code === 'EOPENBREAKER') {
+    if (isOpenCircuit(error)) {
       this.count('circuit_open')
-      const remaining = this.openedAt + this.options.resetTimeoutMs - Date.now()
-      retryAfter = Math.max(1, Math.ceil(remaining / 1000))
+      retryAfter = this.circuit.retryAfterSeconds()
       detail = `The ${name} is failing; calls to it are paused (circuit open). Retry shortly`
     } else if (errorName === 'TimeoutError') {
       this.count('timeout')

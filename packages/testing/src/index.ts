@@ -3,6 +3,7 @@ import { afterAll, beforeAll, inject } from 'vitest'
 import { createTestDatabase, type TestDatabase } from './database.js'
 
 export { createTestDatabase, type TestDatabase } from './database.js'
+export { type NatsServer, natsServerBinary, startTestNats, useNatsServer } from './nats.js'
 export { freePort, type PostgresServer, startEmbeddedPostgres, startPostgres } from './postgres.js'
 
 /**

@@ -1,15 +1,13 @@
-import type { OutgoingHttpHeader } from 'node:http'
 import cors from '@fastify/cors'
-import { bearerTokenOf, type Verifier, verifierFromConfig } from '@task-manager/auth'
-import { type App, optionalRedis, problemType, sendProblem, serviceKit } from '@task-manager/service-kit'
+import { type Verifier, verifierFromConfig } from '@task-manager/auth'
+import { type App, optionalRedis, serviceKit } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
-import { ClientAddress } from './client-address.js'
+import { ServiceBackend } from './backend.js'
 import type { GatewayConfig } from './config.js'
+import { edgePlugin } from './edge.js'
 import { healthRoutes } from './health-routes.js'
 import { gatewayMetrics } from './metrics.js'
-import { CorsPolicy, EdgeProxy } from './proxy.js'
-import { budgetOf, clientKey, type Decision, RateLimiter, rateLimitHeaders } from './rate-limit.js'
-import { Upstream } from './upstream.js'
+import { proxyRoutes } from './proxy-routes.js'
 
 export const identity = {
   service: 'gateway',
@@ -78,8 +76,9 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
   })
 
   const log = app.log
-  const upstream = (name: string, url: string) =>
-    new Upstream({
+  const metrics = gatewayMetrics(app.metrics.registry, () => backends)
+  const backend = (name: string, url: string) =>
+    new ServiceBackend({
       name,
       url,
       discovery: config.DISCOVERY_MODE,
@@ -90,24 +89,25 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
       ejectAfterFailures: config.EJECT_AFTER_FAILURES,
       ejectForMs: config.EJECT_FOR_MS,
       connectTimeoutMs: config.UPSTREAM_CONNECT_TIMEOUT_MS,
-      responseTimeoutMs: config.UPSTREAM_RESPONSE_TIMEOUT_MS,
+      timeoutMs,
       connections: config.UPSTREAM_CONNECTIONS,
-      breakerFailureThreshold: config.BREAKER_FAILURE_THRESHOLD,
+      breakerVolumeThreshold: config.BREAKER_FAILURE_THRESHOLD,
+      breakerErrorPercentage: config.BREAKER_ERROR_PERCENTAGE,
       breakerResetMs: config.BREAKER_RESET_MS,
       retryBudgetRatio: config.RETRY_BUDGET_RATIO,
       retryBudgetMinPerSecond: config.RETRY_BUDGET_MIN_PER_SECOND,
+      circuitGauge: metrics.circuitState,
       log,
     })
-  const tasks = upstream('task-service', config.TASK_SERVICE_URL)
-  const users = upstream('user-service', config.USER_SERVICE_URL)
-  const projects = upstream('project-service', config.PROJECT_SERVICE_URL)
-  const upstreams = [tasks, users, projects]
-  await Promise.all(upstreams.map((each) => each.start()))
+  const timeoutMs = { default: config.UPSTREAM_RESPONSE_TIMEOUT_MS, login: config.LOGIN_RESPONSE_TIMEOUT_MS }
+  const tasks = backend('task-service', config.TASK_SERVICE_URL)
+  const users = backend('user-service', config.USER_SERVICE_URL)
+  const projects = backend('project-service', config.PROJECT_SERVICE_URL)
+  const backends = [tasks, users, projects]
+  await Promise.all(backends.map((each) => each.start()))
   app.addHook('onClose', async () => {
-    await Promise.all(upstreams.map((each) => each.close()))
+    await Promise.all(backends.map((each) => each.close()))
   })
-
-  const metrics = gatewayMetrics(app.metrics.registry, upstreams)
 
   const edgeVerifier =
     config.AUTH_MODE === 'disabled'
@@ -120,44 +120,23 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
               config.JWKS_URL ?? `${config.USER_SERVICE_URL.replace(/\/$/, '')}/.well-known/jwks.json`,
           })
 
-  const clients = new ClientAddress(config.TRUST_PROXY)
-  let limiter: RateLimiter | null = null
-  if (config.RATE_LIMIT_ENABLED) {
-    const redis = optionalRedis(app, config.REDIS_URL, 'rate-limit store')
-    const active = new RateLimiter({
-      perMinute: {
-        reads: config.RATE_LIMIT_READS_PER_MINUTE,
-        writes: config.RATE_LIMIT_WRITES_PER_MINUTE,
-        creates: config.RATE_LIMIT_CREATES_PER_MINUTE,
-        login: config.RATE_LIMIT_LOGIN_PER_MINUTE,
-      },
-      windowMs: config.RATE_LIMIT_WINDOW_MS,
-      redis,
-      onExceeded: (budget) => metrics.rateLimited.inc({ budget }),
-      onStoreError: (error) => log.warn({ err: error }, 'rate-limit store failed; request let through'),
-    })
-    app.addHook('onClose', async () => active.close())
-    limiter = active
-
-    // The gateway's own routes other than probes and scrapes (`/`, `/health`, unknown paths) draw from the same
-    // budgets as the proxied ones; preflights are answered by CORS before this hook.
-    app.addHook('onRequest', (request, reply, done) => {
-      if (request.routeOptions.config?.probe || request.method === 'OPTIONS') return done()
-      const token = bearerTokenOf(request.headers.authorization)
-      const principal = token && edgeVerifier?.peek ? edgeVerifier.peek(token) : undefined
-      const client = clientKey(principal, clients, request.raw)
-      const decided = (decision: Decision) => {
-        const headers: OutgoingHttpHeader[] = []
-        rateLimitHeaders(decision, headers)
-        for (let i = 0; i < headers.length; i += 2) reply.header(headers[i] as string, headers[i + 1])
-        if (decision.allowed) return done()
-        sendProblem(reply, 429, active.refusal(decision), { type: problemType('rate-limited') })
-      }
-      const decision = active.take(budgetOf(request.method, request.url), client)
-      if (decision instanceof Promise) decision.then(decided)
-      else decided(decision)
-    })
-  }
+  await app.register(edgePlugin, {
+    verifier: edgeVerifier,
+    metrics,
+    maxInFlightPerClient: config.MAX_IN_FLIGHT_PER_CLIENT,
+    rateLimits: config.RATE_LIMIT_ENABLED
+      ? {
+          perMinute: {
+            reads: config.RATE_LIMIT_READS_PER_MINUTE,
+            writes: config.RATE_LIMIT_WRITES_PER_MINUTE,
+            creates: config.RATE_LIMIT_CREATES_PER_MINUTE,
+            login: config.RATE_LIMIT_LOGIN_PER_MINUTE,
+          },
+          windowMs: config.RATE_LIMIT_WINDOW_MS,
+          redis: optionalRedis(app, config.REDIS_URL, 'rate-limit store'),
+        }
+      : null,
+  })
 
   await app.register(healthRoutes, {
     version: identity.version,
@@ -165,31 +144,18 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
     timeoutMs: config.HEALTH_TIMEOUT_MS,
   })
 
-  let closing = false
-  app.addHook('onClose', async () => {
-    closing = true
-  })
-  const proxy = new EdgeProxy({
+  await app.register(proxyRoutes, {
     metrics,
-    requestDuration: app.metrics.requestDuration,
-    log,
-    clients,
-    cors: new CorsPolicy(origins, CORS_EXPOSED_HEADERS),
-    verifier: edgeVerifier,
-    limiter,
     retryAttempts: config.RETRY_ATTEMPTS,
-    responseTimeoutMs: config.UPSTREAM_RESPONSE_TIMEOUT_MS,
-    draining: () => closing || app.readiness.shuttingDown,
-    overloaded: () => app.isOverloaded(),
+    timeoutMs,
     routes: [
-      { prefix: '/tasks', upstream: tasks },
-      { prefix: '/projects', upstream: projects },
-      { prefix: '/users', upstream: users },
-      { prefix: '/auth', upstream: users },
-      { prefix: '/.well-known/jwks.json', upstream: users, exact: true },
+      { prefix: '/tasks', backend: tasks },
+      { prefix: '/projects', backend: projects },
+      { prefix: '/users', backend: users },
+      { prefix: '/auth', backend: users },
+      { prefix: '/.well-known/jwks.json', backend: users, exact: true },
     ],
   })
-  app.setFrontHandler(proxy.handle)
 }
 
 export default fp(gatewayApp, { name: 'gateway', fastify: '5.x' })

@@ -8,6 +8,12 @@ const url = (description: string, fallback: string) =>
 export const GatewayConfig = Type.Object({
   ...BaseConfigProperties,
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8006 }),
+  TRUST_PROXY: Type.String({
+    default: 'false',
+    description:
+      'Proxies in front of the gateway (the ingress controller) whose X-Forwarded-For is believed: comma-separated ' +
+      'IPs/CIDRs or loopback, linklocal, uniquelocal. "false" (the default): the client is the TCP peer',
+  }),
 
   // Upstreams
   TASK_SERVICE_URL: url('Base URL of the task-service', 'http://127.0.0.1:8003'),
@@ -49,6 +55,13 @@ export const GatewayConfig = Type.Object({
       'Time to the upstream response headers (and between body chunks) before answering 504. undici checks it ' +
       'with coarse timers (about 0.5 s resolution), hence the 1 s minimum',
   }),
+  LOGIN_RESPONSE_TIMEOUT_MS: Type.Integer({
+    minimum: 1000,
+    default: 30_000,
+    description:
+      'As UPSTREAM_RESPONSE_TIMEOUT_MS for the slow-by-design routes (login and registration hash passwords); ' +
+      'they also have circuits of their own',
+  }),
   UPSTREAM_CONNECTIONS: Type.Integer({
     minimum: 1,
     default: 128,
@@ -69,7 +82,15 @@ export const GatewayConfig = Type.Object({
   BREAKER_FAILURE_THRESHOLD: Type.Integer({
     minimum: 1,
     default: 5,
-    description: 'Consecutive failures (connection errors, timeouts) that open an upstream’s circuit',
+    description:
+      'Failures (connection errors, timeouts) in the rolling 10 s window that can open a circuit (one per ' +
+      'upstream and route class), when they are also BREAKER_ERROR_PERCENTAGE of its calls',
+  }),
+  BREAKER_ERROR_PERCENTAGE: Type.Integer({
+    minimum: 1,
+    maximum: 100,
+    default: 50,
+    description: 'Share of failed calls in the rolling window that opens a circuit',
   }),
   BREAKER_RESET_MS: Type.Integer({
     minimum: 100,
@@ -91,6 +112,13 @@ export const GatewayConfig = Type.Object({
     minimum: 0,
     default: 600,
     description: 'How long browsers cache a preflight',
+  }),
+  MAX_IN_FLIGHT_PER_CLIENT: Type.Integer({
+    minimum: 1,
+    default: 16,
+    description:
+      'Requests one client (verified subject, else address) may have in flight at once; more answer 429, so a ' +
+      'few clients cannot hold every upstream connection',
   }),
   RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),
   RATE_LIMIT_READS_PER_MINUTE: Type.Integer({ minimum: 1, default: 100 }),

@@ -1,37 +1,28 @@
 import { propagationHeaders } from '@task-manager/service-kit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import type { Upstream } from './upstream.js'
+import type { ServiceBackend } from './backend.js'
 
 export type ServiceHealth = 'healthy' | 'unhealthy' | 'unreachable'
 
-/** Asks one upstream's readiness probe; never takes longer than `timeoutMs`. */
-function check(upstream: Upstream, request: FastifyRequest, timeoutMs: number): Promise<ServiceHealth> {
-  return new Promise((resolve) => {
-    const signal = AbortSignal.timeout(timeoutMs)
-    upstream.request(
-      {
-        path: '/health/ready',
-        method: 'GET',
-        headers: { ...propagationHeaders(request), host: upstream.url.host },
-        signal,
-      },
-      (err, data) => {
-        if (err || !data) return resolve('unreachable')
-        data.body.resume()
-        resolve(data.statusCode === 200 ? 'healthy' : 'unhealthy')
-      },
-    )
+/** One service's readiness, bounded by `timeoutMs` whatever the service (or the connection to it) does. */
+function check(backend: ServiceBackend, request: FastifyRequest, timeoutMs: number): Promise<ServiceHealth> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<ServiceHealth>((resolve) => {
+    timer = setTimeout(() => resolve('unreachable'), timeoutMs)
   })
+  return Promise.race([backend.ready(propagationHeaders(request), timeoutMs), late]).finally(() =>
+    clearTimeout(timer),
+  )
 }
 
 export interface HealthRoutesOptions {
   version: string
-  upstreams: { tasks: Upstream; users: Upstream; projects: Upstream }
+  upstreams: { tasks: ServiceBackend; users: ServiceBackend; projects: ServiceBackend }
   timeoutMs: number
 }
 
-/** `GET /` and `GET /health` in the original gateway's shapes. */
+/** `GET /` and `GET /health` in the original gateway's shapes; `/health` answers within `timeoutMs`. */
 export async function healthRoutes(
   app: FastifyInstance,
   { version, upstreams, timeoutMs }: HealthRoutesOptions,
@@ -61,11 +52,8 @@ export async function healthRoutes(
       service: 'api-gateway',
       version,
       architecture: 'microservices',
-      services: {
-        tasks: upstreams.tasks.url.origin,
-        users: upstreams.users.url.origin,
-        projects: upstreams.projects.url.origin,
-      },
+      // Where each service is reached through this gateway (its addresses inside the cluster are not published).
+      services: { tasks: '/tasks', users: '/users', projects: '/projects' },
     }),
   )
 

@@ -1,30 +1,20 @@
-import { RequestHistogram } from '@task-manager/service-kit'
-import { Counter, Gauge, type Registry } from 'prom-client'
-import { BREAKER_STATE_VALUE } from './breaker.js'
-import type { Upstream } from './upstream.js'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import type { ServiceBackend } from './backend.js'
 
 export interface GatewayMetrics {
-  upstreamDuration: RequestHistogram<'upstream' | 'route' | 'method' | 'status_code'>
+  upstreamDuration: Histogram<'upstream' | 'route' | 'method' | 'status_code'>
   rateLimited: Counter<'budget'>
+  concurrencyLimited: Counter
   retries: Counter<'upstream'>
-  breakerRejections: Counter<'upstream'>
+  breakerRejections: Counter<'upstream' | 'route_class'>
+  circuitState: Gauge<'upstream' | 'route_class'>
 }
 
 /**
  * The gateway's own series, on the kit's registry (so /metrics serves them with the `service` label).
- * Breaker state and endpoint counts are read at scrape time: nothing is done per request for them.
+ * Endpoint counts are read at scrape time; circuit states are set on each transition.
  */
-export function gatewayMetrics(registry: Registry, upstreams: Upstream[]): GatewayMetrics {
-  new Gauge({
-    name: 'gateway_circuit_breaker_state',
-    help: 'Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open',
-    labelNames: ['upstream'] as const,
-    registers: [registry],
-    collect() {
-      for (const upstream of upstreams)
-        this.set({ upstream: upstream.name }, BREAKER_STATE_VALUE[upstream.breaker.state])
-    },
-  })
+export function gatewayMetrics(registry: Registry, backends: () => ServiceBackend[]): GatewayMetrics {
   new Gauge({
     name: 'gateway_upstream_endpoints',
     help: 'Endpoints known per upstream (pods in dns mode), by state',
@@ -32,15 +22,21 @@ export function gatewayMetrics(registry: Registry, upstreams: Upstream[]): Gatew
     registers: [registry],
     collect() {
       const now = Date.now()
-      for (const upstream of upstreams) {
-        const ejected = upstream.ejectedCount(now)
-        this.set({ upstream: upstream.name, state: 'active' }, upstream.endpoints.length - ejected)
-        this.set({ upstream: upstream.name, state: 'ejected' }, ejected)
+      for (const backend of backends()) {
+        const ejected = backend.ejectedCount(now)
+        this.set({ upstream: backend.name, state: 'active' }, backend.endpoints.length - ejected)
+        this.set({ upstream: backend.name, state: 'ejected' }, ejected)
       }
     },
   })
   return {
-    upstreamDuration: new RequestHistogram({
+    circuitState: new Gauge({
+      name: 'gateway_circuit_breaker_state',
+      help: 'Circuit state per upstream and route class: 0 closed, 1 half-open, 2 open',
+      labelNames: ['upstream', 'route_class'] as const,
+      registers: [registry],
+    }),
+    upstreamDuration: new Histogram({
       name: 'gateway_upstream_request_duration_seconds',
       help: 'Duration of proxied requests by upstream, route template, method and status (gateway answers included)',
       labelNames: ['upstream', 'route', 'method', 'status_code'] as const,
@@ -49,8 +45,13 @@ export function gatewayMetrics(registry: Registry, upstreams: Upstream[]): Gatew
     }),
     rateLimited: new Counter({
       name: 'gateway_rate_limited_total',
-      help: 'Requests answered 429 by the gateway, by budget',
+      help: 'Requests answered 429 by the gateway’s rate limits, by budget',
       labelNames: ['budget'] as const,
+      registers: [registry],
+    }),
+    concurrencyLimited: new Counter({
+      name: 'gateway_concurrency_limited_total',
+      help: 'Requests answered 429 because their client already had MAX_IN_FLIGHT_PER_CLIENT in flight',
       registers: [registry],
     }),
     retries: new Counter({
@@ -61,8 +62,8 @@ export function gatewayMetrics(registry: Registry, upstreams: Upstream[]): Gatew
     }),
     breakerRejections: new Counter({
       name: 'gateway_circuit_breaker_rejections_total',
-      help: 'Requests answered 503 at once because the upstream’s circuit was open',
-      labelNames: ['upstream'] as const,
+      help: 'Requests answered 503 at once because the circuit of their upstream and route class was open',
+      labelNames: ['upstream', 'route_class'] as const,
       registers: [registry],
     }),
   }

@@ -203,6 +203,14 @@ describe('circuit breaker', () => {
           (await call(`${gateway.url}/metrics`)).text,
         )?.[1],
       )
+    /** Waits for the reset timer to turn the circuit half-open (polled, so no sleep races the timer). */
+    const halfOpen = async () => {
+      const deadline = Date.now() + 10_000
+      while ((await state()) !== 1) {
+        if (Date.now() > deadline) throw new Error('the circuit did not turn half-open')
+        await sleep(20)
+      }
+    }
     expect(await state()).toBe(0)
     await tasks.kill()
 
@@ -218,7 +226,8 @@ describe('circuit breaker', () => {
       service: 'task-service',
     })
     expect(Number(open.headers['retry-after'])).toBeGreaterThanOrEqual(1)
-    expect(open.ms).toBeLessThan(50)
+    // At once: no attempt is made (a generous bound for a busy machine, far below any timeout).
+    expect(open.ms).toBeLessThan(500)
     expect(await state()).toBe(2)
 
     // The service comes back on the same port; while the circuit is open it receives nothing.
@@ -226,8 +235,8 @@ describe('circuit breaker', () => {
     expect((await call(`${gateway.url}/tasks`)).json.type).toBe('urn:task-manager:problem:circuit-open')
     expect(back.requests.length).toBe(0)
 
-    // After the reset time one probe goes through; its success closes the circuit.
-    await sleep(650)
+    // After the reset time the circuit turns half-open and one probe goes through; its success closes it.
+    await halfOpen()
     const probe = await call(`${gateway.url}/tasks`)
     expect(probe.status).toBe(200)
     expect(back.requests.length).toBe(1)
@@ -238,7 +247,7 @@ describe('circuit breaker', () => {
     await back.close()
     for (let i = 0; i < 3; i++) await call(`${gateway.url}/tasks`)
     expect(await state()).toBe(2)
-    await sleep(650)
+    await halfOpen()
     const failedProbe = await call(`${gateway.url}/tasks`)
     expect(failedProbe.json.type).toBe('urn:task-manager:problem:upstream-unavailable')
     expect((await call(`${gateway.url}/tasks`)).json.type).toBe('urn:task-manager:problem:circuit-open')
@@ -286,6 +295,7 @@ describe('isolation', () => {
       USER_SERVICE_URL: users.url,
       PROJECT_SERVICE_URL: projects.url,
       BREAKER_FAILURE_THRESHOLD: '1000',
+      MAX_IN_FLIGHT_PER_CLIENT: '1000',
     })
     const sample = async (count: number) => {
       const times: number[] = []
@@ -314,10 +324,11 @@ describe('isolation', () => {
 
     expect(timeouts.length).toBeGreaterThanOrEqual(40)
     expect(new Set(timeouts)).toEqual(new Set([504]))
-    // Same latency with the task-service hanging. Median and p90 (not the max): other processes on a shared
-    // machine add spikes to either sample.
+    // Same latency with the task-service hanging: had the stall leaked into the other routes they would wait
+    // for its 1 s timeout. Median and p90 (not the max), with room for a busy shared machine (other processes
+    // add tens of milliseconds to either sample), still far below the stall.
     for (const q of [0.5, 0.9]) {
-      expect(at(during, q)).toBeLessThan(Math.max(at(before, q) * 3, at(before, q) + 10))
+      expect(at(during, q)).toBeLessThan(Math.max(at(before, q) * 3, at(before, q) + 50))
     }
   })
 })

@@ -74,15 +74,16 @@ describe('routing', () => {
 })
 
 describe('original gateway contract', () => {
-  test('GET / describes the gateway and its services', async () => {
+  test('GET / describes the gateway and its services: a path per service, no internal address', async () => {
     const res = await call(`${gateway.url}/`)
     expect(res.status).toBe(200)
     expect(res.json).toEqual({
       service: 'api-gateway',
       version: expect.any(String),
       architecture: 'microservices',
-      services: { tasks: tasks.url, users: users.url, projects: projects.url },
+      services: { tasks: '/tasks', users: '/users', projects: '/projects' },
     })
+    expect(res.text).not.toContain('127.0.0.1')
   })
 
   test('GET /health reports each service: healthy, unhealthy, unreachable — within the check timeout', async () => {

@@ -1,4 +1,5 @@
 import { authPlugin, verifierFromConfig } from '@task-manager/auth'
+import { Outbox, STREAMS, setUpServiceEvents } from '@task-manager/events'
 import {
   type App,
   serviceKit,
@@ -11,6 +12,7 @@ import fp from 'fastify-plugin'
 import type { ProjectServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 import type { ProjectDatabase } from './db/schema.js'
+import { onUserDeleted } from './events/user-deleted.js'
 import type { Caller } from './projects/access.js'
 import { ProjectRepository } from './projects/repository.js'
 import { projectRoutes } from './projects/routes.js'
@@ -64,10 +66,28 @@ async function projectApp(app: App, { config }: ProjectAppOptions) {
     return { open: false, id: principal.id, admin: principal.role === 'admin' }
   }
 
+  // Every change to projects and members writes its events in its own transaction (the outbox); the
+  // relay publishes them to the PROJECTS stream. Deleted users leave their projects (USERS stream).
+  const outbox = new Outbox(identity.service)
+  const repository = new ProjectRepository(database.db, database.pool, outbox)
+  setUpServiceEvents(app, {
+    service: identity.service,
+    config,
+    db: database.db,
+    publishes: { stream: STREAMS.projects, outbox },
+    consumes: [
+      {
+        stream: STREAMS.users,
+        handlers: { 'users.user.deleted': onUserDeleted(repository) },
+        onApplied: () => outbox.committed(),
+      },
+    ],
+  })
+
   await app.register(async (routes) => {
     routes.addHook('preHandler', routes.authenticate)
     await routes.register(projectRoutes, {
-      repository: new ProjectRepository(database.db, database.pool),
+      repository,
       users,
       callerOf,
       maxMembersPerProject: config.MAX_MEMBERS_PER_PROJECT,

@@ -1,4 +1,5 @@
 import { AuthConfigProperties, requireJwksUrl } from '@task-manager/auth'
+import { EventsConfigProperties } from '@task-manager/events'
 import {
   BaseConfigProperties,
   DatabaseConfigProperties,
@@ -11,6 +12,7 @@ export const ProjectServiceConfig = Type.Object({
   ...BaseConfigProperties,
   ...DatabaseConfigProperties,
   ...AuthConfigProperties,
+  ...EventsConfigProperties,
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8005 }),
   MAX_MEMBERS_PER_PROJECT: Type.Integer({
     minimum: 1,

@@ -1,5 +1,6 @@
 import rateLimit from '@fastify/rate-limit'
 import { authPlugin, verifierFromConfig } from '@task-manager/auth'
+import { STREAMS, setUpServiceEvents } from '@task-manager/events'
 import {
   type App,
   serviceKit,
@@ -11,7 +12,9 @@ import fp from 'fastify-plugin'
 import type { TaskServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 import type { TaskDatabase } from './db/schema.js'
+import { projectEventHandlers } from './events/handlers.js'
 import { TaskAccess } from './tasks/access.js'
+import { MembershipReadModel } from './tasks/memberships.js'
 import { TaskRepository } from './tasks/repository.js'
 import { taskRoutes } from './tasks/routes.js'
 
@@ -46,6 +49,15 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
     : null
   app.addHook('onClose', async () => projects?.shutdown())
 
+  // Project events keep the local membership read model and delete the tasks of deleted projects.
+  const events = setUpServiceEvents(app, {
+    service: identity.service,
+    config,
+    db: database.db,
+    consumes: [{ stream: STREAMS.projects, handlers: projectEventHandlers }],
+  })
+  const readModel = events ? new MembershipReadModel(database.db) : null
+
   await app.register(rateLimit, {
     global: false,
     // Per real client: the token's subject when there is one, else the address (behind a trusted proxy,
@@ -70,7 +82,12 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
       createsPerMinute: config.RATE_LIMIT_CREATES_PER_MINUTE,
     },
     idempotencyKeyTtlHours: config.IDEMPOTENCY_KEY_TTL_HOURS,
-    access: new TaskAccess(config.AUTH_MODE === 'disabled', projects, config.MEMBERSHIP_CACHE_TTL_MS),
+    access: new TaskAccess(
+      config.AUTH_MODE === 'disabled',
+      projects,
+      config.MEMBERSHIP_CACHE_TTL_MS,
+      readModel,
+    ),
   })
 
   const purge = setInterval(() => {

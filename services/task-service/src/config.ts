@@ -1,4 +1,5 @@
 import { AuthConfigProperties, requireJwksUrl } from '@task-manager/auth'
+import { EventsConfigProperties } from '@task-manager/events'
 import {
   BaseConfigProperties,
   ConfigError,
@@ -12,6 +13,7 @@ export const TaskServiceConfig = Type.Object({
   ...BaseConfigProperties,
   ...DatabaseConfigProperties,
   ...AuthConfigProperties,
+  ...EventsConfigProperties,
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8003 }),
   PROJECT_SERVICE_URL: Type.Optional(
     Type.String({

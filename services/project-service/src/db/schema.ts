@@ -1,3 +1,4 @@
+import type { InboxDatabase, OutboxDatabase } from '@task-manager/events'
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
 
 export type ProjectStatus = 'active' | 'archived'
@@ -22,7 +23,7 @@ export interface ProjectMembersTable {
   updated_at: ColumnType<Date, never, Date>
 }
 
-export interface ProjectDatabase {
+export interface ProjectDatabase extends OutboxDatabase, InboxDatabase {
   projects: ProjectsTable
   project_members: ProjectMembersTable
 }

@@ -1,3 +1,4 @@
+import type { EventEnvelope, Outbox } from '@task-manager/events'
 import { type Kysely, sql, type Transaction } from 'kysely'
 import type pg from 'pg'
 import type {
@@ -56,10 +57,19 @@ export interface ProjectListOptions {
  * once cannot both pass), and a member demoted a moment ago can no longer write.
  */
 export class LockedProject {
+  /** Events of the changes made here, written to the outbox in the same transaction. */
+  readonly events: EventEnvelope[] = []
+
   constructor(
     private readonly trx: Transaction<ProjectDatabase>,
     readonly project: ProjectRow,
+    private readonly outbox: Outbox,
+    private readonly traceparent: string | null,
   ) {}
+
+  private emit(...args: Parameters<Outbox['event']>): void {
+    this.events.push(this.outbox.event(args[0], args[1], this.traceparent))
+  }
 
   async member(userId: number): Promise<MemberRow | undefined> {
     return this.trx
@@ -90,28 +100,72 @@ export class LockedProject {
   }
 
   async add(userId: number, role: MemberRole): Promise<MemberRow> {
-    return this.trx
+    const row = await this.trx
       .insertInto('project_members')
       .values({ project_id: this.project.id, user_id: userId, role })
       .returningAll()
       .executeTakeFirstOrThrow()
+    this.emit('projects.member.added', { project_id: this.project.id, user_id: userId, role })
+    return row
   }
 
   async setRole(userId: number, role: MemberRole): Promise<MemberRow> {
-    return this.trx
+    const previous = await this.member(userId)
+    const row = await this.trx
       .updateTable('project_members')
       .set({ role, updated_at: new Date() })
       .where('project_id', '=', this.project.id)
       .where('user_id', '=', userId)
       .returningAll()
       .executeTakeFirstOrThrow()
+    if (previous && previous.role !== role) {
+      this.emit('projects.member.role_changed', {
+        project_id: this.project.id,
+        user_id: userId,
+        role,
+        previous_role: previous.role,
+      })
+    }
+    return row
   }
 
-  async remove(userId: number): Promise<void> {
-    await this.trx
+  /**
+   * Removes a member. Their tasks go to `successor` (an owner who stays; by default the
+   * longest-standing one), which the event carries so the task-service can reassign them.
+   */
+  async remove(userId: number, reason: 'removed' | 'left' | 'user_deleted' = 'removed'): Promise<void> {
+    const deleted = await this.trx
       .deleteFrom('project_members')
       .where('project_id', '=', this.project.id)
       .where('user_id', '=', userId)
+      .executeTakeFirst()
+    if (deleted.numDeletedRows === 0n) return
+    const successor = await this.trx
+      .selectFrom('project_members')
+      .select('user_id')
+      .where('project_id', '=', this.project.id)
+      .where('role', '=', 'owner')
+      .orderBy('created_at')
+      .orderBy('user_id')
+      .executeTakeFirst()
+    this.emit('projects.member.removed', {
+      project_id: this.project.id,
+      user_id: userId,
+      reason,
+      successor_id: successor?.user_id ?? null,
+    })
+  }
+
+  /** The other members, owners first, then editors, then viewers; the longest-standing first in each. */
+  async othersBySeniority(userId: number): Promise<MemberRow[]> {
+    return this.trx
+      .selectFrom('project_members')
+      .selectAll()
+      .where('project_id', '=', this.project.id)
+      .where('user_id', '<>', userId)
+      .orderBy(sql`case role when 'owner' then 0 when 'editor' then 1 else 2 end`)
+      .orderBy('created_at')
+      .orderBy('user_id')
       .execute()
   }
 
@@ -125,8 +179,9 @@ export class LockedProject {
       .executeTakeFirstOrThrow()
   }
 
-  async deleteProject(): Promise<void> {
+  async deleteProject(reason: 'deleted' | 'last_member_deleted' = 'deleted'): Promise<void> {
     await this.trx.deleteFrom('projects').where('id', '=', this.project.id).execute()
+    this.emit('projects.project.deleted', { project_id: this.project.id, reason })
   }
 }
 
@@ -136,6 +191,7 @@ export class ProjectRepository {
   constructor(
     private readonly db: Kysely<ProjectDatabase>,
     private readonly pool: pg.Pool,
+    private readonly outbox: Outbox,
   ) {
     // Built by Kysely once; the ids are placeholders ($1, $2, $3) filled per call.
     this.lookupText = db
@@ -146,9 +202,13 @@ export class ProjectRepository {
       .compile().sql
   }
 
-  /** Creates the project and makes `ownerId` its owner, atomically. */
-  async create(project: NewProject, ownerId: number): Promise<ProjectWithRole> {
-    return this.db.transaction().execute(async (trx) => {
+  /** Creates the project and makes `ownerId` its owner, atomically (with its event). */
+  async create(
+    project: NewProject,
+    ownerId: number,
+    traceparent: string | null = null,
+  ): Promise<ProjectWithRole> {
+    const created = await this.db.transaction().execute(async (trx) => {
       const row = await trx
         .insertInto('projects')
         .values({ ...project, created_by: ownerId })
@@ -158,8 +218,28 @@ export class ProjectRepository {
         .insertInto('project_members')
         .values({ project_id: row.id, user_id: ownerId, role: 'owner' })
         .execute()
+      await this.outbox.record(trx, [
+        this.outbox.event(
+          'projects.member.added',
+          { project_id: row.id, user_id: ownerId, role: 'owner' },
+          traceparent,
+        ),
+      ])
       return { ...row, role: 'owner' as const }
     })
+    this.outbox.committed()
+    return created
+  }
+
+  /** The ids of the projects `userId` is a member of, in id order. */
+  async projectIdsOf(userId: number): Promise<number[]> {
+    const rows = await this.db
+      .selectFrom('project_members')
+      .select('project_id')
+      .where('user_id', '=', userId)
+      .orderBy('project_id')
+      .execute()
+    return rows.map((row) => row.project_id)
   }
 
   /** The project with `userId`'s role in it (null when not a member, or no user given): one query. */
@@ -254,15 +334,39 @@ export class ProjectRepository {
    * Runs `fn` in a transaction holding the project's row lock (`SELECT … FOR UPDATE`); `fn` gets
    * undefined when the project does not exist. Throwing from `fn` rolls everything back.
    */
-  async withLockedProject<T>(id: number, fn: (locked: LockedProject | undefined) => Promise<T>): Promise<T> {
-    return this.db.transaction().execute(async (trx) => {
+  async withLockedProject<T>(
+    id: number,
+    fn: (locked: LockedProject | undefined) => Promise<T>,
+    traceparent: string | null = null,
+  ): Promise<T> {
+    let emitted = false
+    const result = await this.db.transaction().execute(async (trx) => {
       const project = await trx
         .selectFrom('projects')
         .selectAll()
         .where('id', '=', id)
         .forUpdate()
         .executeTakeFirst()
-      return fn(project ? new LockedProject(trx, project) : undefined)
+      return this.inLockedProject(trx, project, traceparent, async (locked) => {
+        const value = await fn(locked)
+        emitted = (locked?.events.length ?? 0) > 0
+        return value
+      })
     })
+    if (emitted) this.outbox.committed()
+    return result
+  }
+
+  /** Runs `fn` on an already locked project inside `trx`, then writes its events to the outbox there. */
+  async inLockedProject<T>(
+    trx: Transaction<ProjectDatabase>,
+    project: ProjectRow | undefined,
+    traceparent: string | null,
+    fn: (locked: LockedProject | undefined) => Promise<T>,
+  ): Promise<T> {
+    const locked = project ? new LockedProject(trx, project, this.outbox, traceparent) : undefined
+    const value = await fn(locked)
+    if (locked) await this.outbox.record(trx, locked.events)
+    return value
   }
 }

@@ -1,3 +1,4 @@
+import { traceparentOf } from '@task-manager/events'
 import {
   type App,
   cursorCodec,
@@ -36,6 +37,9 @@ export interface ProjectRoutesOptions {
 }
 
 const problems = problemResponses
+
+/** The W3C trace context of the request, carried into the events it causes. */
+const traceOf = (request: FastifyRequest) => traceparentOf(request.headers.traceparent)
 
 // The kit's cursor format: the last id of the previous page, checked to be a possible id on the way in.
 const cursors = cursorCodec(Type.Object({ after: Type.Integer({ minimum: 0, maximum: INT4_MAX }) }))
@@ -116,6 +120,7 @@ export async function projectRoutes(
       const created = await repository.create(
         { name: name.trim(), description: description ?? '', status: status ?? 'active' },
         owner,
+        traceOf(request),
       )
       // `role` is the caller's: with AUTH_MODE=disabled there is no caller.
       const row = caller.open ? { ...created, role: null } : created
@@ -187,20 +192,24 @@ export async function projectRoutes(
       const caller = callerOf(request)
       const { id } = request.params
       const { name, description, status } = request.body
-      return repository.withLockedProject(id, async (locked) => {
-        if (!locked) throw projectNotFound(id)
-        const role = await roleLocked(locked, caller)
-        assertMay('edit', id, caller, role)
-        const changes = {
-          ...(name !== undefined && name.trim() !== locked.project.name && { name: name.trim() }),
-          ...(description !== undefined && description !== locked.project.description && { description }),
-          ...(status !== undefined && status !== locked.project.status && { status }),
-        }
-        // Only ignored fields, or the values already stored: nothing to write, updated_at stays.
-        if (Object.keys(changes).length === 0) return toProject({ ...locked.project, role })
-        const row = await locked.update(changes)
-        return toProject({ ...row, role })
-      })
+      return repository.withLockedProject(
+        id,
+        async (locked) => {
+          if (!locked) throw projectNotFound(id)
+          const role = await roleLocked(locked, caller)
+          assertMay('edit', id, caller, role)
+          const changes = {
+            ...(name !== undefined && name.trim() !== locked.project.name && { name: name.trim() }),
+            ...(description !== undefined && description !== locked.project.description && { description }),
+            ...(status !== undefined && status !== locked.project.status && { status }),
+          }
+          // Only ignored fields, or the values already stored: nothing to write, updated_at stays.
+          if (Object.keys(changes).length === 0) return toProject({ ...locked.project, role })
+          const row = await locked.update(changes)
+          return toProject({ ...row, role })
+        },
+        traceOf(request),
+      )
     },
   )
 
@@ -217,11 +226,15 @@ export async function projectRoutes(
     async (request, reply) => {
       const caller = callerOf(request)
       const { id } = request.params
-      await repository.withLockedProject(id, async (locked) => {
-        if (!locked) throw projectNotFound(id)
-        await assertManagerLocked(locked, caller)
-        await locked.deleteProject()
-      })
+      await repository.withLockedProject(
+        id,
+        async (locked) => {
+          if (!locked) throw projectNotFound(id)
+          await assertManagerLocked(locked, caller)
+          await locked.deleteProject()
+        },
+        traceOf(request),
+      )
       return reply.code(204).send(null)
     },
   )
@@ -293,22 +306,26 @@ export async function projectRoutes(
       }
 
       // The answer is sent only after the transaction committed: nothing is acknowledged that could be lost.
-      const outcome = await repository.withLockedProject(id, async (locked) => {
-        if (!locked) throw projectNotFound(id)
-        await assertManagerLocked(locked, caller)
-        const existing = await locked.member(userId)
-        if (existing) return existingAnswer(existing)
-        if ((await locked.memberCount()) >= maxMembersPerProject) {
-          throw new HttpProblem(
-            409,
-            `Project ${id} already has the maximum of ${maxMembersPerProject} members`,
-            {
-              type: problemType('member-limit'),
-            },
-          )
-        }
-        return { status: 201 as const, member: await locked.add(userId, role) }
-      })
+      const outcome = await repository.withLockedProject(
+        id,
+        async (locked) => {
+          if (!locked) throw projectNotFound(id)
+          await assertManagerLocked(locked, caller)
+          const existing = await locked.member(userId)
+          if (existing) return existingAnswer(existing)
+          if ((await locked.memberCount()) >= maxMembersPerProject) {
+            throw new HttpProblem(
+              409,
+              `Project ${id} already has the maximum of ${maxMembersPerProject} members`,
+              {
+                type: problemType('member-limit'),
+              },
+            )
+          }
+          return { status: 201 as const, member: await locked.add(userId, role) }
+        },
+        traceOf(request),
+      )
       return answer(outcome)
     },
   )
@@ -328,15 +345,19 @@ export async function projectRoutes(
       const caller = callerOf(request)
       const { id, userId } = request.params
       const { role } = request.body
-      return repository.withLockedProject(id, async (locked) => {
-        if (!locked) throw projectNotFound(id)
-        await assertManagerLocked(locked, caller)
-        const target = await locked.member(userId)
-        if (!target) throw notAMember(id, userId)
-        if (target.role === role) return toMember(target)
-        if (target.role === 'owner' && (await locked.ownerCount()) <= 1) throw lastOwner(id)
-        return toMember(await locked.setRole(userId, role))
-      })
+      return repository.withLockedProject(
+        id,
+        async (locked) => {
+          if (!locked) throw projectNotFound(id)
+          await assertManagerLocked(locked, caller)
+          const target = await locked.member(userId)
+          if (!target) throw notAMember(id, userId)
+          if (target.role === role) return toMember(target)
+          if (target.role === 'owner' && (await locked.ownerCount()) <= 1) throw lastOwner(id)
+          return toMember(await locked.setRole(userId, role))
+        },
+        traceOf(request),
+      )
     },
   )
 
@@ -353,20 +374,24 @@ export async function projectRoutes(
     async (request, reply) => {
       const caller = callerOf(request)
       const { id, userId } = request.params
-      await repository.withLockedProject(id, async (locked) => {
-        if (!locked) throw projectNotFound(id)
-        if (!caller.open && caller.id === userId) {
-          // Leaving: any member may, the last owner excepted.
-          const self = await locked.member(userId)
-          assertVisible(id, caller, self?.role ?? null)
-        } else {
-          await assertManagerLocked(locked, caller)
-        }
-        const target = await locked.member(userId)
-        if (!target) throw notAMember(id, userId)
-        if (target.role === 'owner' && (await locked.ownerCount()) <= 1) throw lastOwner(id)
-        await locked.remove(userId)
-      })
+      await repository.withLockedProject(
+        id,
+        async (locked) => {
+          if (!locked) throw projectNotFound(id)
+          if (!caller.open && caller.id === userId) {
+            // Leaving: any member may, the last owner excepted.
+            const self = await locked.member(userId)
+            assertVisible(id, caller, self?.role ?? null)
+          } else {
+            await assertManagerLocked(locked, caller)
+          }
+          const target = await locked.member(userId)
+          if (!target) throw notAMember(id, userId)
+          if (target.role === 'owner' && (await locked.ownerCount()) <= 1) throw lastOwner(id)
+          await locked.remove(userId, !caller.open && caller.id === userId ? 'left' : 'removed')
+        },
+        traceOf(request),
+      )
       return reply.code(204).send(null)
     },
   )

@@ -1,3 +1,4 @@
+import type { InboxDatabase } from '@task-manager/events'
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
 
 export type TaskStatus = 'todo' | 'in_progress' | 'done'
@@ -30,9 +31,18 @@ export interface IdempotencyKeysTable {
   expires_at: Date
 }
 
-export interface TaskDatabase {
+/** The task-service's copy of project memberships, kept by the project events (see docs/events.md). */
+export interface ProjectMembersTable {
+  project_id: number
+  user_id: number
+  role: 'owner' | 'editor' | 'viewer'
+  updated_at: ColumnType<Date, never, Date>
+}
+
+export interface TaskDatabase extends InboxDatabase {
   tasks: TasksTable
   idempotency_keys: IdempotencyKeysTable
+  project_members: ProjectMembersTable
 }
 
 export type TaskRow = Selectable<TasksTable>

@@ -1,6 +1,7 @@
 import type { Principal } from '@task-manager/auth'
 import { HttpProblem, problemType, propagationHeaders, type Upstream } from '@task-manager/service-kit'
 import type { FastifyRequest } from 'fastify'
+import type { MembershipReadModel } from './memberships.js'
 import type { Visibility } from './repository.js'
 
 export type ProjectRole = 'owner' | 'editor' | 'viewer'
@@ -52,12 +53,16 @@ class MembershipCache {
 }
 
 /**
- * Who may see and change which task. Tasks belong to projects; the project-service says who is a
- * member with which role:
+ * Who may see and change which task. Tasks belong to projects; who is a member with which role comes
+ * from the local membership read model, kept by the project events (when NATS is configured), else from
+ * the project-service over HTTP:
  * - members (any role) read a project's tasks; owners and editors write them;
  * - administrators read every task, and write where they are members;
  * - a task someone may not read answers 404, exactly like a missing one, and never shows in lists;
  * - when the project-service can't answer, the request fails with 503 — never a silent accept.
+ * With the read model, a member the model does not know yet (added a moment ago, events still on their
+ * way) is confirmed with the project-service; if that call fails, reads answer from the model alone (so
+ * task reads keep working while the project-service is down) and writes fail with 503.
  * With AUTH_MODE=disabled (`open`) every check passes, as in the original sample.
  */
 export class TaskAccess {
@@ -67,6 +72,7 @@ export class TaskAccess {
     private readonly open: boolean,
     private readonly projects: Upstream | null,
     membershipCacheTtlMs = 0,
+    private readonly readModel: MembershipReadModel | null = null,
   ) {
     this.cache = new MembershipCache(membershipCacheTtlMs)
   }
@@ -92,8 +98,32 @@ export class TaskAccess {
     return headers
   }
 
-  /** `userId`'s role in `projectId`, or null when not a member (or no such project). */
-  async roleOf(request: FastifyRequest, projectId: number, userId: number): Promise<ProjectRole | null> {
+  /**
+   * `userId`'s role in `projectId`, or null when not a member (or no such project). `forWrite`: a failed
+   * confirmation with the project-service is an error (503), not a "no".
+   */
+  async roleOf(
+    request: FastifyRequest,
+    projectId: number,
+    userId: number,
+    forWrite = false,
+  ): Promise<ProjectRole | null> {
+    if (!this.readModel) return this.remoteRole(request, projectId, userId)
+    const role = await this.readModel.role(projectId, userId)
+    if (role || !this.projects) return role
+    try {
+      return await this.remoteRole(request, projectId, userId)
+    } catch (error) {
+      if (forWrite) throw error
+      return null
+    }
+  }
+
+  private async remoteRole(
+    request: FastifyRequest,
+    projectId: number,
+    userId: number,
+  ): Promise<ProjectRole | null> {
     const projects = this.projects
     if (!projects) return null
     return this.cache.get(`${projectId}:${userId}`, async () => {
@@ -107,7 +137,9 @@ export class TaskAccess {
   /** What a list may show the caller. */
   async visibility(request: FastifyRequest): Promise<Visibility> {
     const principal = this.caller(request)
-    if (this.open || !principal || principal.role === 'admin' || !this.projects) return { all: true }
+    if (this.open || !principal || principal.role === 'admin') return { all: true }
+    if (this.readModel) return { memberOf: principal.id }
+    if (!this.projects) return { all: true }
     const projectIds: number[] = []
     let path: string | null = `memberships?limit=1000`
     for (let page = 0; path && page < MAX_MEMBERSHIP_PAGES; page++) {
@@ -138,7 +170,7 @@ export class TaskAccess {
     const principal = this.caller(request)
     if (this.open) return
     if (!principal) throw new HttpProblem(401, 'Authentication required')
-    const role = await this.roleOf(request, projectId, principal.id)
+    const role = await this.roleOf(request, projectId, principal.id, true)
     if (role === 'owner' || role === 'editor') return
     if (role === 'viewer') {
       throw new HttpProblem(
@@ -162,7 +194,7 @@ export class TaskAccess {
     if (this.open) return
     const principal = this.caller(request)
     if (principal && principal.id === userId) return // the caller's own membership was just checked
-    if ((await this.roleOf(request, projectId, userId)) === null) {
+    if ((await this.roleOf(request, projectId, userId, true)) === null) {
       throw new HttpProblem(422, `User ${userId} is not a member of project ${projectId}`, {
         type: problemType('validation-failed'),
         errors: [{ in: 'body', field: 'user_id', message: 'is not a member of the project' }],

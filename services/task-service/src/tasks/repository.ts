@@ -47,8 +47,11 @@ export type UpdateOutcome =
   | { kind: 'not_found' }
   | { kind: 'stale'; current: TaskRow }
 
-/** What a list query may see: everything, or only tasks in these projects (an authorization scope). */
-export type Visibility = { all: true } | { projectIds: number[] }
+/**
+ * What a list query may see (an authorization scope): everything, only tasks in these projects, or only
+ * tasks in the projects this user is a member of by the local read model (one query, no round trip).
+ */
+export type Visibility = { all: true } | { projectIds: number[] } | { memberOf: number }
 
 // Sort expressions. due_date sorts as +infinity when null so the keyset comparison stays total.
 const SORT_EXPRESSIONS = {
@@ -180,6 +183,11 @@ export class TaskRepository {
     if ('projectIds' in visibility) {
       if (visibility.projectIds.length === 0) return { rows: [], next: null }
       select = select.where('project_id', 'in', visibility.projectIds)
+    } else if ('memberOf' in visibility) {
+      const memberOf = visibility.memberOf
+      select = select.where('project_id', 'in', (eb) =>
+        eb.selectFrom('project_members').select('project_id').where('user_id', '=', memberOf),
+      )
     }
     if (query.user_id !== undefined) select = select.where('user_id', '=', query.user_id)
     if (query.project_id !== undefined) select = select.where('project_id', '=', query.project_id)

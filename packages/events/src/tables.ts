@@ -1,0 +1,86 @@
+import { type ColumnType, type Generated, type Kysely, sql, type Transaction } from 'kysely'
+import type { EventType } from './catalog.js'
+import type { EventEnvelope } from './envelope.js'
+
+/** The outbox: events written in the same transaction as the change they describe. */
+export interface OutboxTable {
+  id: Generated<number>
+  event_id: string
+  subject: string
+  aggregate_id: string
+  payload: ColumnType<EventEnvelope, string, string>
+  created_at: ColumnType<Date, never, never>
+  sent_at: Date | null
+}
+
+/** The inbox: ids of the events a consumer has applied, written in the same transaction as the effect. */
+export interface InboxTable {
+  consumer: string
+  event_id: string
+  subject: string
+  processed_at: ColumnType<Date, never, never>
+}
+
+export interface OutboxDatabase {
+  event_outbox: OutboxTable
+}
+
+export interface InboxDatabase {
+  event_inbox: InboxTable
+}
+
+/** Migration step (frozen): the outbox table and its index of unsent rows. */
+export async function createOutboxTable(db: Kysely<any>): Promise<void> {
+  await db.schema
+    .createTable('event_outbox')
+    .addColumn('id', 'bigint', (col) => col.primaryKey().generatedAlwaysAsIdentity())
+    .addColumn('event_id', 'uuid', (col) => col.notNull().unique())
+    .addColumn('subject', 'text', (col) => col.notNull())
+    .addColumn('aggregate_id', 'text', (col) => col.notNull())
+    .addColumn('payload', 'json', (col) => col.notNull()) // json, not jsonb: the text as written (key order kept)
+    .addColumn('created_at', sql`timestamptz(3)`, (col) => col.notNull().defaultTo(sql`now()`))
+    .addColumn('sent_at', sql`timestamptz(3)`)
+    .execute()
+  // The relay's one query: the oldest unsent rows. A partial index stays as small as the backlog.
+  await sql`create index event_outbox_unsent_idx on event_outbox (id) where sent_at is null`.execute(db)
+  await db.schema.createIndex('event_outbox_sent_at_idx').on('event_outbox').column('sent_at').execute()
+}
+
+/** Migration step (frozen): the inbox table. */
+export async function createInboxTable(db: Kysely<any>): Promise<void> {
+  await db.schema
+    .createTable('event_inbox')
+    .addColumn('consumer', 'text', (col) => col.notNull())
+    .addColumn('event_id', 'uuid', (col) => col.notNull())
+    .addColumn('subject', 'text', (col) => col.notNull())
+    .addColumn('processed_at', sql`timestamptz(3)`, (col) => col.notNull().defaultTo(sql`now()`))
+    .addPrimaryKeyConstraint('event_inbox_pk', ['consumer', 'event_id'])
+    .execute()
+  await db.schema
+    .createIndex('event_inbox_processed_at_idx')
+    .on('event_inbox')
+    .column('processed_at')
+    .execute()
+}
+
+/**
+ * Writes events into the outbox inside the caller's transaction: they are published if and only if the
+ * change commits. Never touches the broker, so a broker outage never fails or slows a write.
+ */
+export async function recordEvents(
+  trx: Transaction<any> | Kysely<any>,
+  events: readonly EventEnvelope<EventType>[],
+): Promise<void> {
+  if (events.length === 0) return
+  await (trx as Kysely<OutboxDatabase>)
+    .insertInto('event_outbox')
+    .values(
+      events.map((event) => ({
+        event_id: event.id,
+        subject: event.type,
+        aggregate_id: event.aggregate_id,
+        payload: JSON.stringify(event),
+      })),
+    )
+    .execute()
+}

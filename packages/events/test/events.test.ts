@@ -1,0 +1,320 @@
+import { jetstreamManager } from '@nats-io/jetstream'
+import { connect } from '@nats-io/transport-node'
+import { spawnEntry, useNatsServer, useTestDatabase } from '@task-manager/testing'
+import { sql } from 'kysely'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import {
+  EventBus,
+  EventConsumer,
+  type EventEnvelope,
+  newEvent,
+  OutboxRelay,
+  recordEvents,
+  STREAMS,
+} from '../src/index.js'
+import { createSchema, open } from './fixtures/schema.js'
+
+const database = useTestDatabase('events')
+const nats = useNatsServer()
+let handle: ReturnType<typeof open>
+const cleanups: (() => Promise<unknown>)[] = []
+
+beforeAll(async () => {
+  handle = open(database.url)
+  await createSchema(handle.db)
+})
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.()
+  await sql`truncate event_outbox, event_inbox, effects`.execute(handle.db)
+  const nc = await connect({ servers: nats.url })
+  const jsm = await jetstreamManager(nc)
+  for await (const stream of jsm.streams.list()) await jsm.streams.delete(stream.config.name)
+  await nc.close()
+})
+afterAll(async () => {
+  await handle.close()
+})
+
+const TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+
+function bus(name = 'test') {
+  const created = new EventBus({ url: nats.url, name })
+  cleanups.push(() => created.close())
+  return created
+}
+
+function relay(options: Partial<ConstructorParameters<typeof OutboxRelay>[0]> = {}) {
+  const created = new OutboxRelay({
+    db: handle.db,
+    connectionString: database.url,
+    bus: options.bus ?? bus('relay'),
+    stream: STREAMS.projects,
+    service: 'test-service',
+    pollMs: 50,
+    ...options,
+  }).start()
+  cleanups.push(() => created.stop())
+  return created
+}
+
+function consumer(options: Partial<ConstructorParameters<typeof EventConsumer>[0]> = {}) {
+  const created = new EventConsumer({
+    bus: bus('consumer'),
+    db: handle.db,
+    stream: STREAMS.projects,
+    durable: 'effects',
+    backoffMs: [50, 100],
+    maxDeliver: 3,
+    handlers: {
+      'projects.project.deleted': async (event, trx) => {
+        await trx
+          .insertInto('effects')
+          .values({ event_id: event.id, project_id: event.data.project_id })
+          .execute()
+      },
+    },
+    ...options,
+  }).start()
+  cleanups.push(() => created.stop())
+  return created
+}
+
+/** Writes events the way a service does: a change and its events in one transaction. */
+async function write(projectIds: number[]): Promise<EventEnvelope[]> {
+  const events = projectIds.map((id) =>
+    newEvent(
+      'projects.project.deleted',
+      { project_id: id, reason: 'deleted' },
+      { producer: 'test', traceparent: TRACEPARENT },
+    ),
+  )
+  await handle.db.transaction().execute((trx) => recordEvents(trx, events))
+  return events
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+async function streamMessages(name = 'PROJECTS'): Promise<number> {
+  const nc = await connect({ servers: nats.url })
+  try {
+    const jsm = await jetstreamManager(nc)
+    return (await jsm.streams.info(name)).state.messages
+  } catch {
+    return 0
+  } finally {
+    await nc.close()
+  }
+}
+
+async function unsent(): Promise<number> {
+  const row = await handle.db
+    .selectFrom('event_outbox')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('sent_at', 'is', null)
+    .executeTakeFirstOrThrow()
+  return Number(row.n)
+}
+
+async function effectsPerEvent(): Promise<Map<string, number>> {
+  const rows = await handle.db
+    .selectFrom('effects')
+    .select(['event_id', (eb) => eb.fn.countAll<number>().as('n')])
+    .groupBy('event_id')
+    .execute()
+  return new Map(rows.map((row) => [row.event_id as string, Number(row.n)]))
+}
+
+describe('outbox relay', () => {
+  it('publishes committed events in order, with the event id as Nats-Msg-Id and the traceparent as a header, and marks them sent', async () => {
+    const events = await write([1, 2, 3, 4, 5])
+    relay()
+    await until('outbox drained', async () => (await unsent()) === 0)
+    const nc = await connect({ servers: nats.url })
+    cleanups.push(() => nc.close())
+    const { jetstream } = await import('@nats-io/jetstream')
+    const js = jetstream(nc)
+    const ordered = await js.consumers.get('PROJECTS')
+    const received: { id: string; msgId?: string; traceparent?: string }[] = []
+    for (let i = 0; i < 5; i++) {
+      const message = await ordered.next({ expires: 5_000 })
+      if (!message) break
+      received.push({
+        id: (message.json() as EventEnvelope).id,
+        msgId: message.headers?.get('Nats-Msg-Id'),
+        traceparent: message.headers?.get('traceparent'),
+      })
+    }
+    expect(received.map((r) => r.id)).toEqual(events.map((e) => e.id))
+    expect(received.every((r) => r.msgId === r.id && r.traceparent === TRACEPARENT)).toBe(true)
+  })
+
+  it('never fails or slows a write while the broker is down; the outbox drains when it is back, every event once', async () => {
+    relay()
+    consumer()
+    await write([1])
+    await until('first event applied', async () => (await effectsPerEvent()).size === 1)
+    await nats.server.stop()
+    const started = Date.now()
+    const written: EventEnvelope[] = []
+    for (let i = 0; i < 20; i++) written.push(...(await write([100 + i])))
+    const elapsed = Date.now() - started
+    // 20 transactions on a busy machine: far below one publish timeout (5 s), which they never wait for.
+    expect(elapsed).toBeLessThan(3_000)
+    expect(await unsent()).toBe(20)
+    await nats.server.restart()
+    await until('outbox drained', async () => (await unsent()) === 0, 30_000)
+    const effects = await until(
+      'every event applied',
+      async () => {
+        const map = await effectsPerEvent()
+        return map.size === 21 ? map : undefined
+      },
+      30_000,
+    )
+    expect([...effects.values()].every((n) => n === 1)).toBe(true)
+    expect(written.every((event) => effects.has(event.id))).toBe(true)
+  })
+
+  it('a relay killed between publishing and marking sent: the next one re-publishes, the broker drops the duplicates', async () => {
+    await write([1, 2, 3, 4])
+    let published = 0
+    const doomed = relay({
+      afterPublish: async () => {
+        published++
+        if (published === 3) throw new Error('killed before marking sent')
+      },
+    })
+    await until('three published', async () => published >= 3)
+    await doomed.stop()
+    // Rows 1–2 were marked; row 3 was published but not marked; row 4 not published.
+    expect(await unsent()).toBe(2)
+    expect(await streamMessages()).toBe(3)
+    relay()
+    await until('outbox drained', async () => (await unsent()) === 0)
+    expect(await streamMessages()).toBe(4)
+    consumer()
+    const effects = await until('applied', async () => {
+      const map = await effectsPerEvent()
+      return map.size === 4 ? map : undefined
+    })
+    expect([...effects.values()]).toEqual([1, 1, 1, 1])
+  })
+
+  it('of two replicas only one relays; when it stops the other takes over', async () => {
+    const first = relay()
+    await until('a leader', async () => first.isLeader)
+    const second = relay()
+    await write([1, 2])
+    await until('drained', async () => (await unsent()) === 0)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(first.isLeader).toBe(true)
+    expect(second.isLeader).toBe(false)
+    await first.stop()
+    await until('the other leads', async () => second.isLeader)
+    await write([3])
+    await until('drained', async () => (await unsent()) === 0)
+    expect(await streamMessages()).toBe(3)
+  })
+})
+
+describe('event consumer', () => {
+  it('applies a redelivered or re-published event once (the inbox), and acknowledges it', async () => {
+    const [event] = await write([7])
+    relay()
+    consumer()
+    await until('applied', async () => (await effectsPerEvent()).size === 1)
+    // The same event again under another message id: past the broker's dedupe, caught by the inbox.
+    const nc = await connect({ servers: nats.url })
+    cleanups.push(() => nc.close())
+    const { jetstream } = await import('@nats-io/jetstream')
+    await jetstream(nc).publish('projects.project.deleted', JSON.stringify(event), { msgID: 'another-id' })
+    await write([8])
+    await until('next applied', async () => (await effectsPerEvent()).size === 2)
+    expect((await effectsPerEvent()).get(event?.id as string)).toBe(1)
+  })
+
+  it('moves a poison event to the dead-letter stream after its deliveries and goes on with the next', async () => {
+    relay()
+    let failures = 0
+    consumer({
+      handlers: {
+        'projects.project.deleted': async (event, trx) => {
+          if (event.data.project_id === 666) {
+            failures++
+            throw new Error('cannot handle project 666')
+          }
+          await trx
+            .insertInto('effects')
+            .values({ event_id: event.id, project_id: event.data.project_id })
+            .execute()
+        },
+      },
+    })
+    const nc = await connect({ servers: nats.url })
+    cleanups.push(() => nc.close())
+    const { jetstream } = await import('@nats-io/jetstream')
+    await write([1])
+    await until('first applied', async () => (await effectsPerEvent()).size === 1)
+    // Not even an event: dead-lettered at once.
+    await jetstream(nc).publish('projects.project.deleted', 'not json')
+    await write([666, 2])
+    await until('event behind the poison applied', async () => (await effectsPerEvent()).size === 2)
+    expect(failures).toBe(3)
+    const jsm = await jetstreamManager(nc)
+    expect((await jsm.streams.info('DEADLETTER')).state.messages).toBe(2)
+    const dead = await jetstream(nc).consumers.get('DEADLETTER')
+    const subjects: string[] = []
+    for (let i = 0; i < 2; i++) {
+      const message = await dead.next({ expires: 5_000 })
+      if (message) subjects.push(`${message.subject} ${message.headers?.get('Task-Manager-Deliveries')}`)
+    }
+    expect(subjects).toEqual([
+      'deadletter.effects.projects.project.deleted 1',
+      'deadletter.effects.projects.project.deleted 3',
+    ])
+    // The inbox holds no trace of the failed event: its transaction rolled back each time.
+    const inbox = await handle.db.selectFrom('event_inbox').select('event_id').execute()
+    expect(inbox).toHaveLength(2)
+  })
+
+  it('a consumer process killed mid-batch: its replacement finishes, no effect applied twice', async () => {
+    const events = await write(Array.from({ length: 40 }, (_, i) => i + 1))
+    relay()
+    const child = spawnEntry(new URL('./fixtures/consumer-process.ts', import.meta.url).pathname, {
+      DATABASE_URL: database.url,
+      NATS_URL: nats.url,
+    })
+    cleanups.push(async () => {
+      if (child.child.exitCode === null) child.child.kill('SIGKILL')
+    })
+    await until('some applied', async () => (await effectsPerEvent()).size >= 10, 30_000)
+    child.child.kill('SIGKILL')
+    await child.exited
+    const before = (await effectsPerEvent()).size
+    expect(before).toBeLessThan(40)
+    // A short ack wait so the event in flight in the killed process comes back soon.
+    consumer({ ackWaitMs: 1_000 })
+    const effects = await until(
+      'all applied',
+      async () => {
+        const map = await effectsPerEvent()
+        return map.size === 40 ? map : undefined
+      },
+      30_000,
+    )
+    expect([...effects.values()].every((n) => n === 1)).toBe(true)
+    expect(events.every((event) => effects.has(event.id))).toBe(true)
+  })
+})
