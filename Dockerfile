@@ -15,6 +15,7 @@ WORKDIR /repo
 # Dependencies first (only the lockfile decides them), so source edits reuse this layer.
 COPY package.json pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
 RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store pnpm fetch
+COPY apps ./apps
 COPY packages ./packages
 COPY services ./services
 COPY tsconfig.base.json ./
@@ -31,6 +32,9 @@ RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store \
 
 # runtime is what every service image shares.
 FROM ${NODE_IMAGE} AS runtime
+# Every service starts with the kit's tracing entry (`--import @task-manager/service-kit/instrument`), which loads
+# OpenTelemetry before the service's modules when OTEL_EXPORTER_OTLP_ENDPOINT is set and does nothing otherwise
+# (docs/operations.md, "Traces").
 # Measured (docs/benchmarks.md): a small young generation plus a heap ceiling keep a service's peak RSS near
 # 110-145 MB under load instead of 250-390 MB (the chart's memory limit is 256Mi).
 ENV NODE_ENV=production \
@@ -45,24 +49,27 @@ FROM runtime AS task-service
 COPY --from=build /deploy/task-service/ /app/
 ENV PORT=8003
 EXPOSE 8003
-CMD ["node", "dist/server.js"]
+CMD ["node", "--import", "@task-manager/service-kit/instrument", "dist/server.js"]
 
 FROM runtime AS user-service
 COPY --from=build /deploy/user-service/ /app/
 ENV PORT=8004
 EXPOSE 8004
-CMD ["node", "dist/server.js"]
+CMD ["node", "--import", "@task-manager/service-kit/instrument", "dist/server.js"]
 
 FROM runtime AS project-service
 COPY --from=build /deploy/project-service/ /app/
 ENV PORT=8005
 EXPOSE 8005
-CMD ["node", "dist/server.js"]
+CMD ["node", "--import", "@task-manager/service-kit/instrument", "dist/server.js"]
 
 FROM runtime AS gateway
 COPY --from=build /deploy/gateway/ /app/
+# The web app's static build rides in the gateway's image (docs/web.md, "Delivery"): served under /app/.
+COPY --from=build /repo/apps/web/dist/ /app/web/
 # The gateway's runtime flags, as its chart preset sets them (why: charts/microservice/presets/gateway.yaml).
 ENV PORT=8006 \
+    WEB_ROOT=/app/web \
     NODE_OPTIONS="--max-semi-space-size=4"
 EXPOSE 8006
-CMD ["node", "--single-threaded-gc", "--heap-growing-percent=300", "dist/server.js"]
+CMD ["node", "--import", "@task-manager/service-kit/instrument", "--single-threaded-gc", "--heap-growing-percent=300", "dist/server.js"]

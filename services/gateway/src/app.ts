@@ -8,6 +8,7 @@ import { edgePlugin } from './edge.js'
 import { healthRoutes } from './health-routes.js'
 import { gatewayMetrics } from './metrics.js'
 import { proxyRoutes } from './proxy-routes.js'
+import { webApp } from './web.js'
 
 export const identity = {
   service: 'gateway',
@@ -143,6 +144,7 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
     upstreams: { tasks, users, projects },
     timeoutMs: config.HEALTH_TIMEOUT_MS,
   })
+  await app.register(webApp, { root: config.WEB_ROOT })
 
   await app.register(proxyRoutes, {
     metrics,

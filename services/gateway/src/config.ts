@@ -135,6 +135,14 @@ export const GatewayConfig = Type.Object({
     description: 'redis:// URL; when set, rate-limit counters are shared by every gateway replica',
   }),
 
+  // The web app (apps/web), served under /app/
+  WEB_ROOT: Type.String({
+    default: '',
+    description:
+      'Directory of the built web app (index.html + assets/); empty = the workspace build in apps/web/dist. ' +
+      'Without an index.html there, /app/ answers 404',
+  }),
+
   // Token verification at the edge (JWKS_URL defaults to the user-service's JWKS)
   ...AuthConfigProperties,
   JWKS_URL: Type.Optional(

@@ -273,6 +273,30 @@ describe('GET /users/:id', () => {
   })
 })
 
+describe('GET /users?email= (invite by email)', () => {
+  test('finds the account by exact email, case-insensitively, as the public profile only', async () => {
+    const alice = await register(app, { name: 'Alice Lookup' })
+    const bob = await register(app)
+    const response = await app.inject({
+      url: `/users?email=${encodeURIComponent(alice.email.toUpperCase())}`,
+      headers: bob.auth,
+    })
+    expect(response.statusCode).toBe(200)
+    expect(response.json()).toEqual([{ id: alice.id, name: 'Alice Lookup' }])
+    expect(response.body).not.toContain('@')
+  })
+
+  test('an unregistered email is an empty list; no email or a bad one is 422; no token is 401', async () => {
+    const user = await register(app)
+    const none = await app.inject({ url: '/users?email=nobody-here%40example.com', headers: user.auth })
+    expect(none.statusCode).toBe(200)
+    expect(none.json()).toEqual([])
+    expectProblem(await app.inject({ url: '/users', headers: user.auth }), 422)
+    expectProblem(await app.inject({ url: '/users?email=not-an-email', headers: user.auth }), 422)
+    expectProblem(await app.inject({ url: `/users?email=${encodeURIComponent(user.email)}` }), 401)
+  })
+})
+
 describe('DELETE', () => {
   test('a user cannot delete another user: 403, and the user stays', async () => {
     const alice = await register(app)

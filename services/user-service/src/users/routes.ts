@@ -12,6 +12,7 @@ import {
   Registration,
   RoleChange,
   User,
+  UserLookupQuery,
   UserParams,
 } from './schemas.js'
 
@@ -186,6 +187,27 @@ export async function userRoutes(app: App, { repository, hasher, registrationsPe
       })
     }
   }
+
+  app.get(
+    '/users',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        summary: 'Find a user by exact email (public profile only)',
+        description:
+          'Answers the account registered with this email as `[{id, name}]`, or `[]`. It is how a project ' +
+          'owner invites someone by email. It tells a signed-in caller whether an email is registered, which ' +
+          'registration (409) tells anyone already; the per-client read limit bounds how fast.',
+        tags: ['users'],
+        querystring: UserLookupQuery,
+        response: { 200: Type.Array(PublicProfile), ...problems(401, 422) },
+      },
+    },
+    async (request) => {
+      const row = await repository.findByEmail(request.query.email.trim())
+      return row ? [toPublicProfile(row)] : []
+    },
+  )
 
   app.get(
     '/users/:id',

@@ -48,6 +48,12 @@ export type User = Static<typeof User>
 /** What any signed-in user sees of another: no email, no role. */
 export const PublicProfile = Type.Object({ id: Type.Integer(), name: Type.String() })
 
+/** `GET /users?email=`: find the account registered with one exact email (to invite someone). */
+export const UserLookupQuery = Type.Object(
+  { email: Type.String({ ...Email, description: 'Exact email, case-insensitively' }) },
+  strict,
+)
+
 export const UserParams = Type.Object({ id: Id() })
 
 export const RoleChange = Type.Object({ role: Role }, strict)
