@@ -1,20 +1,15 @@
 import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
 import { authPlugin, createVerifier } from '@task-manager/auth'
-import {
-  type App,
-  ConfigError,
-  optionalRedis,
-  serviceKit,
-  setUpServiceDatabase,
-} from '@task-manager/service-kit'
+import { type App, optionalRedis, serviceKit, setUpServiceDatabase } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import type { UserServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 import type { UserDatabase } from './db/schema.js'
 import { type KeyRing, loadKeyRing } from './keys.js'
-import { PasswordHasher } from './passwords.js'
+import { defaultHashConcurrency, PasswordHasher } from './passwords.js'
 import { tokenRoutes } from './tokens/routes.js'
+import { LoginLock } from './users/login-lock.js'
 import { UserRepository } from './users/repository.js'
 import { userRoutes } from './users/routes.js'
 
@@ -33,9 +28,6 @@ export interface UserAppOptions {
 
 /** The user-service as a plugin: server.ts runs it, tests register it on their own instance. */
 async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
-  if ((config.ADMIN_EMAIL === undefined) !== (config.ADMIN_PASSWORD === undefined)) {
-    throw new ConfigError('Invalid configuration: set both ADMIN_EMAIL and ADMIN_PASSWORD, or neither')
-  }
   const keys = givenKeys ?? (await loadKeyRing(config.JWT_PRIVATE_KEYS))
   if (keys.generated) {
     app.log.warn(
@@ -53,11 +45,11 @@ async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
   })
 
   const repository = new UserRepository(database.db)
-  const hasher = new PasswordHasher({
-    logN: config.PASSWORD_SCRYPT_LOG_N,
-    r: 8,
-    p: config.PASSWORD_SCRYPT_PARALLELISM,
-  })
+  const hashConcurrency = config.PASSWORD_HASH_CONCURRENCY || defaultHashConcurrency()
+  const hasher = new PasswordHasher(
+    { logN: config.PASSWORD_SCRYPT_LOG_N, r: 8, p: config.PASSWORD_SCRYPT_PARALLELISM },
+    { concurrency: hashConcurrency, maxWaiting: config.PASSWORD_HASH_QUEUE_MAX || hashConcurrency * 4 },
+  )
 
   if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD) {
     const admin = await repository.ensureAdmin(
@@ -98,7 +90,19 @@ async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
     },
   })
 
+  const lock = new LoginLock(
+    database.db,
+    config.LOGIN_FAILURES_PER_EMAIL,
+    config.LOGIN_RATE_LIMIT_WINDOW_SECONDS * 1000,
+  )
+  const purge = setInterval(() => {
+    lock.purgeExpired().catch((error) => app.log.warn({ err: error }, 'purging login failures failed'))
+  }, 600_000)
+  purge.unref()
+  app.addHook('onClose', async () => clearInterval(purge))
+
   await app.register(tokenRoutes, {
+    lock,
     repository,
     hasher,
     keys,
@@ -109,7 +113,6 @@ async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
     },
     limits: {
       perClient: config.LOGIN_RATE_LIMIT_PER_CLIENT,
-      failuresPerEmail: config.LOGIN_FAILURES_PER_EMAIL,
       windowMs: config.LOGIN_RATE_LIMIT_WINDOW_SECONDS * 1000,
     },
   })

@@ -1,5 +1,10 @@
 import { AuthConfigProperties } from '@task-manager/auth'
-import { BaseConfigProperties, DatabaseConfigProperties, loadConfig } from '@task-manager/service-kit'
+import {
+  BaseConfigProperties,
+  ConfigError,
+  DatabaseConfigProperties,
+  loadConfig,
+} from '@task-manager/service-kit'
 import { type Static, Type } from 'typebox'
 
 export const UserServiceConfig = Type.Object({
@@ -28,6 +33,19 @@ export const UserServiceConfig = Type.Object({
     description: 'scrypt cost: N = 2^this (memory = 128·N·r bytes; 15 → 32 MiB)',
   }),
   PASSWORD_SCRYPT_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 3 }),
+  PASSWORD_HASH_CONCURRENCY: Type.Integer({
+    minimum: 0,
+    maximum: 64,
+    default: 0,
+    description:
+      'scrypt runs at once; 0 = the CPUs, at most UV_THREADPOOL_SIZE - 1 (one worker thread stays free for DNS and the database)',
+  }),
+  PASSWORD_HASH_QUEUE_MAX: Type.Integer({
+    minimum: 0,
+    default: 0,
+    description:
+      'scrypt runs waiting for a turn; past this, logins and registrations get 503 + Retry-After at once; 0 = 4 × PASSWORD_HASH_CONCURRENCY',
+  }),
   LOGIN_RATE_LIMIT_PER_CLIENT: Type.Integer({
     minimum: 1,
     default: 20,
@@ -53,5 +71,12 @@ export const UserServiceConfig = Type.Object({
 })
 export type UserServiceConfig = Static<typeof UserServiceConfig>
 
+/** The first admin is an email and its password: one without the other is a mistake. */
+function requireAdminPair(config: UserServiceConfig): void {
+  if ((config.ADMIN_EMAIL === undefined) !== (config.ADMIN_PASSWORD === undefined)) {
+    throw new ConfigError('Invalid configuration: set both ADMIN_EMAIL and ADMIN_PASSWORD, or neither')
+  }
+}
+
 export const loadUserServiceConfig = (env?: Record<string, string | undefined>) =>
-  loadConfig(UserServiceConfig, env)
+  loadConfig(UserServiceConfig, env, requireAdminPair)
