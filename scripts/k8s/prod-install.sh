@@ -19,4 +19,8 @@ fi
 # TypeScript sources, tests and tool configs that `pnpm deploy` copies along stay out.
 find "$target" -mindepth 1 -maxdepth 1 ! -name dist ! -name node_modules ! -name package.json -exec rm -rf {} +
 find "$target/dist" \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.ts.map' \) -delete
+# The gateway's image also carries the web app's static build at /app/web (Dockerfile, gateway stage).
+if [ "$service" = gateway ] && [ -f "$root/apps/web/dist/index.html" ]; then
+  cp -r "$root/apps/web/dist" "$target/web"
+fi
 echo "prod-install: $service -> $target ($(du -sh "$target" | cut -f1))"

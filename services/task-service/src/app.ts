@@ -1,16 +1,22 @@
 import rateLimit from '@fastify/rate-limit'
 import { authPlugin, verifierFromConfig } from '@task-manager/auth'
 import { STREAMS, setUpServiceEvents } from '@task-manager/events'
-import { type App, Bulkhead, serviceKit, setUpServiceDatabase, Upstream } from '@task-manager/service-kit'
+import {
+  type App,
+  Bulkhead,
+  serviceKit,
+  setUpServiceDatabase,
+  Upstream,
+  upstreamSettings,
+} from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import type { TaskServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 import type { TaskDatabase } from './db/schema.js'
 import { projectEventHandlers } from './events/handlers.js'
 import { TaskAccess } from './tasks/access.js'
-import { purgeExpiredKeys } from './tasks/idempotency.js'
 import { MembershipReadModel } from './tasks/memberships.js'
-import { SEARCH_REFUSAL } from './tasks/repository.js'
+import { SEARCH_REFUSAL, TaskRepository } from './tasks/repository.js'
 import { taskRoutes } from './tasks/routes.js'
 
 export const identity = {
@@ -38,10 +44,7 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
     ? new Upstream({
         name: 'project-service',
         baseUrl: config.PROJECT_SERVICE_URL,
-        timeoutMs: config.PROJECT_SERVICE_TIMEOUT_MS,
-        resetTimeoutMs: config.PROJECT_SERVICE_BREAKER_RESET_MS,
-        errorThresholdPercentage: config.PROJECT_SERVICE_BREAKER_ERROR_PERCENT,
-        volumeThreshold: config.PROJECT_SERVICE_BREAKER_MIN_CALLS,
+        ...upstreamSettings(config, 'PROJECT_SERVICE'),
         registry: app.metrics.registry,
       })
     : null
@@ -70,7 +73,16 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
     },
   })
 
+  const repository = new TaskRepository(database.db, {
+    statementTimeoutMs: config.LIST_STATEMENT_TIMEOUT_MS,
+    searches: new Bulkhead({
+      concurrency: config.SEARCH_CONCURRENCY || Math.max(1, Math.floor(config.DATABASE_POOL_MAX / 2)),
+      maxWaiting: config.SEARCH_QUEUE_MAX,
+      refusal: SEARCH_REFUSAL,
+    }),
+  })
   await app.register(taskRoutes, {
+    repository,
     rateLimits: {
       enabled: config.RATE_LIMIT_ENABLED,
       readsPerMinute: config.RATE_LIMIT_READS_PER_MINUTE,
@@ -78,14 +90,6 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
       createsPerMinute: config.RATE_LIMIT_CREATES_PER_MINUTE,
     },
     idempotencyKeyTtlHours: config.IDEMPOTENCY_KEY_TTL_HOURS,
-    listLimits: {
-      statementTimeoutMs: config.LIST_STATEMENT_TIMEOUT_MS,
-      searches: new Bulkhead({
-        concurrency: config.SEARCH_CONCURRENCY || Math.max(1, Math.floor(config.DATABASE_POOL_MAX / 2)),
-        maxWaiting: config.SEARCH_QUEUE_MAX,
-        refusal: SEARCH_REFUSAL,
-      }),
-    },
     access: new TaskAccess(
       config.AUTH_MODE === 'disabled',
       projects,
@@ -95,9 +99,9 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
   })
 
   const purge = setInterval(() => {
-    purgeExpiredKeys(database.db).catch((error) =>
-      app.log.warn({ err: error }, 'purging idempotency keys failed'),
-    )
+    repository
+      .purgeExpiredKeys()
+      .catch((error) => app.log.warn({ err: error }, 'purging idempotency keys failed'))
   }, 3_600_000)
   purge.unref()
   app.addHook('onClose', async () => clearInterval(purge))
