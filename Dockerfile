@@ -32,6 +32,9 @@ RUN --mount=type=cache,id=pnpm-store,target=/pnpm/store \
 
 # runtime is what every service image shares.
 FROM ${NODE_IMAGE} AS runtime
+# Every service starts with the kit's tracing entry (`--import @task-manager/service-kit/instrument`), which loads
+# OpenTelemetry before the service's modules when OTEL_EXPORTER_OTLP_ENDPOINT is set and does nothing otherwise
+# (docs/operations.md, "Traces").
 # Measured (docs/benchmarks.md): a small young generation plus a heap ceiling keep a service's peak RSS near
 # 110-145 MB under load instead of 250-390 MB (the chart's memory limit is 256Mi).
 ENV NODE_ENV=production \
@@ -46,19 +49,19 @@ FROM runtime AS task-service
 COPY --from=build /deploy/task-service/ /app/
 ENV PORT=8003
 EXPOSE 8003
-CMD ["node", "dist/server.js"]
+CMD ["node", "--import", "@task-manager/service-kit/instrument", "dist/server.js"]
 
 FROM runtime AS user-service
 COPY --from=build /deploy/user-service/ /app/
 ENV PORT=8004
 EXPOSE 8004
-CMD ["node", "dist/server.js"]
+CMD ["node", "--import", "@task-manager/service-kit/instrument", "dist/server.js"]
 
 FROM runtime AS project-service
 COPY --from=build /deploy/project-service/ /app/
 ENV PORT=8005
 EXPOSE 8005
-CMD ["node", "dist/server.js"]
+CMD ["node", "--import", "@task-manager/service-kit/instrument", "dist/server.js"]
 
 FROM runtime AS gateway
 # /deploy/gateway/web is the web app's static build (prod-install.sh), served under /app/ (docs/web.md).
@@ -67,4 +70,4 @@ COPY --from=build /deploy/gateway/ /app/
 ENV PORT=8006 \
     NODE_OPTIONS="--max-semi-space-size=4"
 EXPOSE 8006
-CMD ["node", "--single-threaded-gc", "--heap-growing-percent=300", "dist/server.js"]
+CMD ["node", "--import", "@task-manager/service-kit/instrument", "--single-threaded-gc", "--heap-growing-percent=300", "dist/server.js"]

@@ -1,6 +1,7 @@
 # The values matrix every check renders (sourced; needs $HELM and $ROOT). Each case is one file of
 # `helm template` output named after the case.
 CRDS=(--api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PodMonitor
+      --api-versions monitoring.coreos.com/v1/PrometheusRule
       --api-versions gateway.networking.k8s.io/v1/HTTPRoute --api-versions gateway.networking.k8s.io/v1/Gateway)
 render_case() { # name args...
   local name=$1; shift

@@ -58,7 +58,8 @@ lay_out_schemas() {
       "$gw/config/crd/standard/gateway.networking.k8s.io_gateways.yaml" \
       "$gw/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml" \
       "$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
-      "$po/example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml"
+      "$po/example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml" \
+      "$po/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
   done
 }
 

@@ -1,6 +1,6 @@
 // `pnpm start`: the whole Task Manager on this machine. See docs/local-development.md.
 //   pnpm start [--auth required|disabled] [--reset] [--data-dir DIR] [--host IP] [--base-port N]
-//              [--postgres-port N] [--raw-logs]
+//              [--postgres-port N] [--raw-logs] [--tracing]
 // TASK_DATABASE_URL, USER_DATABASE_URL, PROJECT_DATABASE_URL: your own databases instead of the embedded one.
 
 import { relative } from 'node:path'
@@ -28,11 +28,15 @@ Options:
   --base-port N              task-service N, user-service N+1, project-service N+2, gateway N+3 (default 8003)
   --postgres-port N          port of the embedded PostgreSQL (default 54320)
   --raw-logs                 print the services' JSON log lines as they are
+  --tracing                  send OpenTelemetry traces over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, default
+                             http://localhost:4318 (a local Jaeger or collector; docs/operations.md, "Traces")
   -h, --help                 this text
 
 Environment:
   TASK_DATABASE_URL, USER_DATABASE_URL, PROJECT_DATABASE_URL   a service's own database instead of the
                              embedded server (all three given: no embedded server at all)
+  OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, …  OpenTelemetry's own settings;
+                             with OTEL_EXPORTER_OTLP_ENDPOINT set, traces are sent without --tracing too
   LOG_LEVEL, ADMIN_EMAIL, ADMIN_PASSWORD, JWT_PRIVATE_KEYS, …  passed on to the services
 `
 
@@ -52,6 +56,7 @@ const { values } = (() => {
         'base-port': { type: 'string', default: '8003' },
         'postgres-port': { type: 'string', default: '54320' },
         'raw-logs': { type: 'boolean', default: false },
+        tracing: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -120,9 +125,14 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   })
 }
 
+const baseEnv: Record<string, string | undefined> = { ...process.env }
+if (values.tracing) baseEnv.OTEL_EXPORTER_OTLP_ENDPOINT ||= 'http://localhost:4318'
+const tracingTo = baseEnv.OTEL_EXPORTER_OTLP_ENDPOINT || baseEnv.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+
 try {
   system = await launch({
     auth,
+    baseEnv,
     reset: values.reset,
     dataDir: values['data-dir'],
     host: values.host,
@@ -184,6 +194,9 @@ if (!stopping) {
       ? `  PostgreSQL         127.0.0.1:${system.postgres.port}   databases tasks, users, projects (data in ${dataDir}/, --reset wipes it)`
       : '  PostgreSQL         your own (TASK_/USER_/PROJECT_DATABASE_URL)',
     `  health             curl -s ${api}/health`,
+    tracingTo
+      ? `  traces             OTLP to ${tracingTo} (trace_id on every log line of a request)`
+      : '  traces             off (--tracing sends them to a local OTLP endpoint)',
     '',
   ]
   if (auth === 'required') {

@@ -199,7 +199,19 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 function spawnTs(entry: string, env: Record<string, string | undefined>): ChildProcess {
   const guard = pathToFileURL(join(ROOT, 'scripts', 'start', 'exit-with-launcher.mjs')).href
-  const args = ['--import', guard, '--import', 'tsx', '--conditions=@task-manager/source', entry]
+  // The kit's tracing entry, as the image runs it (`node --import @task-manager/service-kit/instrument`): it
+  // does nothing unless OTEL_EXPORTER_OTLP_ENDPOINT is set (`pnpm start --tracing`).
+  const instrument = pathToFileURL(join(ROOT, 'packages', 'service-kit', 'src', 'instrument.ts')).href
+  const args = [
+    '--import',
+    guard,
+    '--import',
+    'tsx',
+    '--import',
+    instrument,
+    '--conditions=@task-manager/source',
+    entry,
+  ]
   return spawn(process.execPath, args, {
     cwd: ROOT,
     env,
@@ -338,6 +350,7 @@ export async function launch(options: LaunchOptions = {}): Promise<RunningSystem
       const env: Record<string, string | undefined> = {
         ...common,
         PORT: String(port(spec.name)),
+        OTEL_SERVICE_NAME: spec.name,
         ...(spec.database ? { DATABASE_URL: databaseUrls[spec.name as DatabaseService] } : {}),
         ...(spec.name === 'user-service' ? { JWT_PRIVATE_KEYS: signingKeys } : {}),
         ...options.env?.[spec.name],

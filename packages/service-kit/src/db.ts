@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
+import { observePool } from './pool-metrics.js'
 import { registerPool } from './prepared.js'
 
 // int8 (COUNT(*), bigserial) as a JS number: our ids and counts stay far below 2^53.
@@ -101,6 +102,7 @@ export const databasePlugin = fp<DatabasePluginOptions>(
   async (app: FastifyInstance, { database }) => {
     app.decorate('db', database.db as Kysely<any>)
     app.readiness.addCheck('database', () => pingDatabase(database.db))
+    if (app.hasDecorator('metrics')) observePool(app.metrics.registry, database.pool)
     app.addHook('onClose', async () => {
       await database.close()
     })

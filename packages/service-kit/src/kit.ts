@@ -24,6 +24,7 @@ import { integerFormsPlugin } from './input.js'
 import { loggerOptions, requestIdFrom } from './logger.js'
 import { metricsPlugin } from './metrics.js'
 import { PROBLEM_CONTENT_TYPE, problemFor, problemType, sendProblem } from './problem.js'
+import { bindRequestSpan, shutdownTracing, tracingActive } from './telemetry.js'
 
 export type App = FastifyInstance<
   RawServerDefault,
@@ -140,11 +141,17 @@ export function createServer(identity: ServiceIdentity, config: ServerSettings):
   }).withTypeProvider<TypeBoxTypeProvider>()
 }
 
-/** Headers a service passes on when it calls another one, so one request can be followed across pods. */
+/**
+ * Headers a service passes on when it calls another one, so one request can be followed across pods. With
+ * tracing on, the HTTP client instrumentation writes `traceparent`/`tracestate` of the calling span itself;
+ * off, the caller's own trace context is passed on unchanged.
+ */
 export function propagationHeaders(request: FastifyRequest): Record<string, string> {
   const headers: Record<string, string> = { 'x-request-id': request.id }
-  const traceparent = request.headers.traceparent
+  if (tracingActive()) return headers
+  const { traceparent, tracestate } = request.headers
   if (typeof traceparent === 'string') headers.traceparent = traceparent
+  if (typeof tracestate === 'string') headers.tracestate = tracestate
   return headers
 }
 
@@ -161,6 +168,14 @@ export interface ServiceKitOptions extends ServiceIdentity {
  */
 export const serviceKit = fp<ServiceKitOptions>(
   async (app: FastifyInstance, options) => {
+    if (tracingActive()) {
+      // @fastify/otel's onRequest hook (registered when the server was created) made the request's span
+      // current: the request's log lines carry it from here on, whichever async context writes them.
+      app.addHook('onRequest', (request, _reply, done) => {
+        bindRequestSpan(request.log)
+        done()
+      })
+    }
     app.addHook('onSend', (request, reply, payload, done) => {
       reply.header('x-request-id', request.id)
       // While draining, every response (in flight at SIGTERM or arriving after it) closes its connection,
@@ -248,6 +263,7 @@ export async function runService<O extends FastifyPluginOptions>({
     if (config.SHUTDOWN_DELAY_MS > 0)
       await new Promise((resolve) => setTimeout(resolve, config.SHUTDOWN_DELAY_MS))
     await app.close()
+    await shutdownTracing()
     app.log.info('shutdown complete')
   })
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyServerOptions } from 'fastify'
+import { traceLogMixin, tracingActive } from './telemetry.js'
 
 /** Paths pino replaces with `[redacted]` wherever they appear in a log line. */
 export const REDACT_PATHS = [
@@ -39,5 +40,8 @@ export function loggerOptions(service: string, level: string): FastifyServerOpti
     timestamp: () => `,"time":"${new Date().toISOString()}"`,
     formatters: { level: (label: string) => ({ level: label }) },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    // With tracing on, every line written during a request carries its trace_id and span_id. Off, no mixin
+    // runs at all.
+    ...(tracingActive() ? { mixin: traceLogMixin } : {}),
   }
 }

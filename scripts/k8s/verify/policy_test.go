@@ -164,10 +164,12 @@ func TestPolicyResources(t *testing.T) {
 			if mem.Cmp(resource.MustParse("64Mi")) < 0 || mem.Cmp(resource.MustParse("128Mi")) > 0 || limit.Cmp(resource.MustParse("256Mi")) != 0 {
 				t.Errorf("%s: %s memory %s/%s, want a 64-128Mi request and a 256Mi limit (measured peak RSS ~110-145 MB)", r.Case, d.Name, mem.String(), limit.String())
 			}
-			// The measured runtime flags (docs/benchmarks.md; the gateway's in docs/gateway.md, "Performance").
-			wantOptions, wantCommand := "--max-semi-space-size=4 --max-old-space-size=160", []string{"node", "dist/server.js"}
+			// The measured runtime flags (docs/benchmarks.md; the gateway's in docs/gateway.md, "Performance"), after
+			// the kit's tracing entry, which must load before the service's modules (docs/operations.md, "Traces").
+			instrument := []string{"node", "--import", "@task-manager/service-kit/instrument"}
+			wantOptions, wantCommand := "--max-semi-space-size=4 --max-old-space-size=160", append(slices.Clone(instrument), "dist/server.js")
 			if d.Spec.Template.Labels["app.kubernetes.io/name"] == "gateway" {
-				wantOptions, wantCommand = "--max-semi-space-size=4", []string{"node", "--single-threaded-gc", "--heap-growing-percent=300", "dist/server.js"}
+				wantOptions, wantCommand = "--max-semi-space-size=4", append(slices.Clone(instrument), "--single-threaded-gc", "--heap-growing-percent=300", "dist/server.js")
 			}
 			cm := r.ConfigMap(d.Name)
 			if cm == nil || cm.Data["NODE_OPTIONS"] != wantOptions {

@@ -1,6 +1,12 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import httpProxy from '@fastify/http-proxy'
-import { BODY_LIMIT_BYTES, isOpenCircuit, problemType, sendProblem } from '@task-manager/service-kit'
+import {
+  BODY_LIMIT_BYTES,
+  isOpenCircuit,
+  problemType,
+  sendProblem,
+  tracingActive,
+} from '@task-manager/service-kit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import {
   attemptContext,
@@ -86,8 +92,12 @@ function connectionListed(connection: unknown): Set<string> | undefined {
  */
 function upstreamHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {}
+  // With tracing on, the HTTP client instrumentation writes the trace context of the gateway's own call; the
+  // client's traceparent would be a second one, and the service would start a new trace.
+  const dropTraceContext = tracingActive()
   for (const name in headers) {
     if (HOP_BY_HOP.has(name) || isIdentityHeader(name)) continue
+    if (dropTraceContext && (name === 'traceparent' || name === 'tracestate')) continue
     out[name] = headers[name]
   }
   out['x-forwarded-for'] = request.ip

@@ -15,11 +15,15 @@ export interface TestGateway {
 /** A real gateway listening on 127.0.0.1 with the given environment (quiet logs unless LOG_LEVEL is set). */
 export async function startGateway(
   env: Record<string, string>,
-  options: { verifier?: Verifier | null } = {},
+  options: {
+    verifier?: Verifier | null
+    extend?: (app: ReturnType<typeof createServer>) => Promise<void>
+  } = {},
 ): Promise<TestGateway> {
   const config = loadGatewayConfig({ LOG_LEVEL: 'silent', HOST: '127.0.0.1', ...env })
   const app = createServer(identity, config)
-  await app.register(gatewayApp, { config, ...options })
+  await app.register(gatewayApp, { config, verifier: options.verifier })
+  await options.extend?.(app)
   await app.listen({ host: '127.0.0.1', port: 0 })
   const { port } = app.server.address() as AddressInfo
   return { url: `http://127.0.0.1:${port}`, app, close: () => app.close() }

@@ -115,6 +115,34 @@ describe('rate limits', () => {
     expect(spoofed.status).toBe(429)
   })
 
+  test('a client rotating X-Forwarded-For on logins stays in one bucket, and the user-service sees one address', async () => {
+    // The default: no proxy is trusted; the client is its TCP peer.
+    const gateway = await gatewayWith({})
+    const before = users.requests.length
+    const statuses: number[] = []
+    for (let i = 0; i < 4; i++) {
+      const res = await call(`${gateway.url}/auth/token`, {
+        method: 'POST',
+        body: '{}',
+        headers: {
+          'x-forwarded-for': `203.0.113.${i}`,
+          'x-real-ip': `203.0.113.${i}`,
+          forwarded: `for=203.0.113.${i}`,
+        },
+      })
+      statuses.push(res.status)
+    }
+    expect(statuses).toEqual([200, 200, 429, 429])
+    // What the user-service keys its own login limits by is the gateway's view, the same for every attempt.
+    const seen = users.requests.slice(before)
+    expect(seen.map((request) => request.headers['x-forwarded-for'])).toEqual(['127.0.0.1', '127.0.0.1'])
+    expect(
+      seen.every(
+        (request) => request.headers['x-real-ip'] === undefined && request.headers.forwarded === undefined,
+      ),
+    ).toBe(true)
+  })
+
   test('an authenticated client is limited by its subject, wherever it calls from', async () => {
     const gateway = await gatewayWith({ AUTH_MODE: 'required', TRUST_PROXY: '127.0.0.1' })
     const alice = await issuer.sign('1')

@@ -13,8 +13,9 @@ import type { UserServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 import type { UserDatabase } from './db/schema.js'
 import { type KeyRing, loadKeyRing } from './keys.js'
-import { PasswordHasher } from './passwords.js'
+import { defaultHashConcurrency, PasswordHasher } from './passwords.js'
 import { tokenRoutes } from './tokens/routes.js'
+import { LoginLock } from './users/login-lock.js'
 import { UserRepository } from './users/repository.js'
 import { userRoutes } from './users/routes.js'
 
@@ -53,11 +54,11 @@ async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
   })
 
   const repository = new UserRepository(database.db)
-  const hasher = new PasswordHasher({
-    logN: config.PASSWORD_SCRYPT_LOG_N,
-    r: 8,
-    p: config.PASSWORD_SCRYPT_PARALLELISM,
-  })
+  const hashConcurrency = config.PASSWORD_HASH_CONCURRENCY || defaultHashConcurrency()
+  const hasher = new PasswordHasher(
+    { logN: config.PASSWORD_SCRYPT_LOG_N, r: 8, p: config.PASSWORD_SCRYPT_PARALLELISM },
+    { concurrency: hashConcurrency, maxWaiting: config.PASSWORD_HASH_QUEUE_MAX || hashConcurrency * 4 },
+  )
 
   if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD) {
     const admin = await repository.ensureAdmin(
@@ -98,7 +99,19 @@ async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
     },
   })
 
+  const lock = new LoginLock(
+    database.db,
+    config.LOGIN_FAILURES_PER_EMAIL,
+    config.LOGIN_RATE_LIMIT_WINDOW_SECONDS * 1000,
+  )
+  const purge = setInterval(() => {
+    lock.purgeExpired().catch((error) => app.log.warn({ err: error }, 'purging login failures failed'))
+  }, 600_000)
+  purge.unref()
+  app.addHook('onClose', async () => clearInterval(purge))
+
   await app.register(tokenRoutes, {
+    lock,
     repository,
     hasher,
     keys,
@@ -109,7 +122,6 @@ async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
     },
     limits: {
       perClient: config.LOGIN_RATE_LIMIT_PER_CLIENT,
-      failuresPerEmail: config.LOGIN_FAILURES_PER_EMAIL,
       windowMs: config.LOGIN_RATE_LIMIT_WINDOW_SECONDS * 1000,
     },
   })

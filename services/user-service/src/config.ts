@@ -28,6 +28,19 @@ export const UserServiceConfig = Type.Object({
     description: 'scrypt cost: N = 2^this (memory = 128·N·r bytes; 15 → 32 MiB)',
   }),
   PASSWORD_SCRYPT_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 3 }),
+  PASSWORD_HASH_CONCURRENCY: Type.Integer({
+    minimum: 0,
+    maximum: 64,
+    default: 0,
+    description:
+      'scrypt runs at once; 0 = the CPUs, at most UV_THREADPOOL_SIZE - 1 (one worker thread stays free for DNS and the database)',
+  }),
+  PASSWORD_HASH_QUEUE_MAX: Type.Integer({
+    minimum: 0,
+    default: 0,
+    description:
+      'scrypt runs waiting for a turn; past this, logins and registrations get 503 + Retry-After at once; 0 = 4 × PASSWORD_HASH_CONCURRENCY',
+  }),
   LOGIN_RATE_LIMIT_PER_CLIENT: Type.Integer({
     minimum: 1,
     default: 20,

@@ -13,8 +13,16 @@ export interface UsersTable {
   updated_at: ColumnType<Date, never, Date>
 }
 
+/** Failed (and in-flight) logins per lower-cased email in the current window. */
+export interface LoginFailuresTable {
+  email: string
+  window_started_at: ColumnType<Date, Date | undefined, Date>
+  failures: number
+}
+
 export interface UserDatabase {
   users: UsersTable
+  login_failures: LoginFailuresTable
 }
 
 export type UserRow = Selectable<UsersTable>

@@ -3,16 +3,17 @@ import type { FastifyRequest } from 'fastify'
 import { Counter } from 'prom-client'
 import { issueAccessToken, type KeyRing, type TokenSettings } from '../keys.js'
 import type { PasswordHasher } from '../passwords.js'
+import type { LoginLock } from '../users/login-lock.js'
 import type { UserRepository } from '../users/repository.js'
 import { Jwks, problems, TokenRequest, TokenResponse } from '../users/schemas.js'
 
 export interface LoginLimits {
   perClient: number
-  failuresPerEmail: number
   windowMs: number
 }
 
 export interface TokenRoutesOptions {
+  lock: LoginLock
   repository: UserRepository
   hasher: PasswordHasher
   keys: KeyRing
@@ -29,21 +30,13 @@ function loginEmail(request: FastifyRequest): string | undefined {
 
 export async function tokenRoutes(
   app: App,
-  { repository, hasher, keys, tokens, limits }: TokenRoutesOptions,
+  { lock, repository, hasher, keys, tokens, limits }: TokenRoutesOptions,
 ) {
   const attempts = new Counter({
     name: 'user_service_login_attempts_total',
     help: 'Login attempts at POST /auth/token by outcome (success, invalid_credentials, locked)',
     labelNames: ['outcome'] as const,
     registers: [app.metrics.registry],
-  })
-
-  // Failed logins per email, counted whether the email exists or not (so a lock reveals nothing).
-  // @fastify/rate-limit's manual limiter: read without counting, count only failures.
-  const failuresPerEmail = app.createRateLimit({
-    max: limits.failuresPerEmail,
-    timeWindow: limits.windowMs,
-    keyGenerator: (request) => `login-failures:${loginEmail(request)}`,
   })
 
   app.post(
@@ -58,7 +51,7 @@ export async function tokenRoutes(
           'An unknown email and a wrong password get the same 401. Limited per client and, for failures, per email.',
         tags: ['auth'],
         body: TokenRequest,
-        response: { 200: TokenResponse, ...problems(401, 415, 422, 429) },
+        response: { 200: TokenResponse, ...problems(401, 415, 422, 429, 503) },
       },
     },
     async (request, reply) => {
@@ -69,21 +62,30 @@ export async function tokenRoutes(
           errors: [{ in: 'body', field: 'email', message: 'is required' }],
         })
       }
-      const status = await failuresPerEmail(request, { increment: false })
-      if (!status.isAllowed && status.remaining <= 0) {
+      // Reserve a failure before the check (atomic in the database): of N concurrent guesses at most the
+      // limit reach scrypt. Counted whether the email exists or not, so a lock reveals nothing.
+      const reservation = await lock.reserve(email)
+      if (!reservation.allowed) {
         attempts.inc({ outcome: 'locked' })
-        const retryAfter = Math.max(1, status.ttlInSeconds)
+        const retryAfter = reservation.retryAfterSeconds
         throw new HttpProblem(429, `Too many failed logins for this email; retry in ${retryAfter} s`, {
           type: problemType('rate-limited'),
           headers: { 'retry-after': retryAfter },
         })
       }
 
-      const user = await repository.findByEmail(email)
-      // Unknown email: the hasher still runs a full scrypt against a decoy, so both answers take as long.
-      const valid = await hasher.verify(request.body.password, user?.password_hash ?? null)
+      let user: Awaited<ReturnType<UserRepository['findByEmail']>>
+      let valid: boolean
+      try {
+        user = await repository.findByEmail(email)
+        // Unknown email: the hasher still runs a full scrypt against a decoy, so both answers take as long.
+        valid = await hasher.verify(request.body.password, user?.password_hash ?? null)
+      } catch (error) {
+        // Not checked (the hasher is full, the database failed): the attempt does not count.
+        await lock.release(email, reservation).catch(() => {})
+        throw error
+      }
       if (!user || !valid) {
-        await failuresPerEmail(request)
         attempts.inc({ outcome: 'invalid_credentials' })
         request.log.info({ outcome: 'invalid_credentials' }, 'login refused')
         throw new HttpProblem(401, INVALID_CREDENTIALS, {
@@ -91,6 +93,7 @@ export async function tokenRoutes(
           headers: { 'www-authenticate': 'Bearer realm="task-manager"' },
         })
       }
+      await lock.release(email, reservation)
 
       if (hasher.needsRehash(user.password_hash)) {
         await repository.upgradeHash(user.id, user.password_hash, await hasher.hash(request.body.password))

@@ -1,0 +1,81 @@
+import { isSpanContextValid, type SpanContext, trace } from '@opentelemetry/api'
+
+/**
+ * What the kit needs to know about tracing at run time, shared between the `--import` entry (instrument.ts,
+ * which starts the SDK) and the kit's modules through a global, since the entry and the service may load the
+ * kit as different module instances.
+ */
+interface TelemetryState {
+  active: boolean
+  shutdown?: () => Promise<void>
+}
+
+const STATE = Symbol.for('task-manager.telemetry')
+
+function state(): TelemetryState {
+  const holder = globalThis as { [STATE]?: TelemetryState }
+  holder[STATE] ??= { active: false }
+  return holder[STATE]
+}
+
+/** True when the environment asks for traces: an OTLP endpoint is set and the SDK is not disabled. */
+export function tracingConfigured(env: Record<string, string | undefined>): boolean {
+  if ((env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase() === 'true') return false
+  if ((env.OTEL_TRACES_EXPORTER ?? '').trim().toLowerCase() === 'none') return false
+  return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim())
+}
+
+/** True in a process whose OpenTelemetry SDK was started by the kit's instrument entry. */
+export function tracingActive(): boolean {
+  return state().active
+}
+
+/** Called by the instrument entry once the SDK runs. */
+export function markTracingActive(shutdown: () => Promise<void>): void {
+  const current = state()
+  current.active = true
+  current.shutdown = shutdown
+}
+
+/** Flushes the spans still buffered and stops the SDK (the last step of a graceful shutdown). */
+export async function shutdownTracing(): Promise<void> {
+  const current = state()
+  if (!current.active || current.shutdown === undefined) return
+  const shutdown = current.shutdown
+  current.shutdown = undefined
+  await shutdown()
+}
+
+/** Where a request's logger keeps the span of its request (set by the kit's onRequest hook). */
+export const LOG_SPAN_CONTEXT = Symbol.for('task-manager.log-span-context')
+
+/** The span a log line belongs to: the request's span for a request logger, else the active span. */
+function spanContextFor(logger: object): SpanContext | undefined {
+  return (
+    (logger as { [LOG_SPAN_CONTEXT]?: SpanContext })[LOG_SPAN_CONTEXT] ?? trace.getActiveSpan()?.spanContext()
+  )
+}
+
+/**
+ * pino mixin adding `trace_id`, `span_id` and `trace_flags` (the OpenTelemetry log data model's names) to every
+ * line written while a span is current, so a log search by trace id finds every line of a request.
+ */
+export function traceLogMixin(
+  _merge: object,
+  _level: number,
+  logger: object,
+): { trace_id?: string; span_id?: string; trace_flags?: string } {
+  const context = spanContextFor(logger)
+  if (context === undefined || !isSpanContextValid(context)) return {}
+  return {
+    trace_id: context.traceId,
+    span_id: context.spanId,
+    trace_flags: context.traceFlags.toString(16).padStart(2, '0'),
+  }
+}
+
+/** Ties a request's logger to the request's span (the active span when the kit's onRequest hook runs). */
+export function bindRequestSpan(log: object): void {
+  const span = trace.getActiveSpan()
+  if (span !== undefined) (log as { [LOG_SPAN_CONTEXT]?: SpanContext })[LOG_SPAN_CONTEXT] = span.spanContext()
+}

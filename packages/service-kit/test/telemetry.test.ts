@@ -1,0 +1,68 @@
+import { TraceFlags } from '@opentelemetry/api'
+import { describe, expect, test } from 'vitest'
+import { createServer, propagationHeaders, tracingActive, tracingConfigured } from '../src/index.js'
+import { LOG_SPAN_CONTEXT, traceLogMixin } from '../src/telemetry.js'
+
+describe('tracing configuration', () => {
+  test('on only with an OTLP endpoint, and off again with OTEL_SDK_DISABLED or OTEL_TRACES_EXPORTER=none', () => {
+    expect(tracingConfigured({})).toBe(false)
+    expect(tracingConfigured({ OTEL_EXPORTER_OTLP_ENDPOINT: ' ' })).toBe(false)
+    expect(tracingConfigured({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' })).toBe(true)
+    expect(tracingConfigured({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces' })).toBe(
+      true,
+    )
+    expect(
+      tracingConfigured({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'TRUE' }),
+    ).toBe(false)
+    expect(
+      tracingConfigured({
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+        OTEL_TRACES_EXPORTER: 'none',
+      }),
+    ).toBe(false)
+  })
+
+  test('a process started without the instrument entry has tracing off', () => {
+    expect(tracingActive()).toBe(false)
+  })
+})
+
+describe('log lines and trace context', () => {
+  test("the mixin writes the request span's trace_id, span_id and flags, and nothing without a span", () => {
+    const logger = {
+      [LOG_SPAN_CONTEXT]: {
+        traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+        spanId: '00f067aa0ba902b7',
+        traceFlags: TraceFlags.SAMPLED,
+      },
+    }
+    expect(traceLogMixin({}, 30, logger)).toEqual({
+      trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
+      span_id: '00f067aa0ba902b7',
+      trace_flags: '01',
+    })
+    expect(traceLogMixin({}, 30, {})).toEqual({})
+    // An invalid context (all zeros) is not written.
+    const invalid = { [LOG_SPAN_CONTEXT]: { traceId: '0'.repeat(32), spanId: '0'.repeat(16), traceFlags: 0 } }
+    expect(traceLogMixin({}, 30, invalid)).toEqual({})
+  })
+
+  test('with tracing off, a call to another service passes the caller’s traceparent and tracestate on', async () => {
+    const app = createServer({ service: 'probe', version: '0' }, { LOG_LEVEL: 'silent' })
+    app.get('/', async (request) => propagationHeaders(request))
+    const response = await app.inject({
+      url: '/',
+      headers: {
+        'x-request-id': 'req-1',
+        traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+        tracestate: 'vendor=value',
+      },
+    })
+    expect(response.json()).toEqual({
+      'x-request-id': 'req-1',
+      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      tracestate: 'vendor=value',
+    })
+    await app.close()
+  })
+})
