@@ -19,6 +19,8 @@ render_matrix() { # out-dir
   render_case external-db "${CRDS[@]}" -f "$chart/values-external-db.yaml"
   render_case auth-disabled --set gateway.authMode=disabled --set task-service.authMode=disabled \
     --set user-service.authMode=disabled --set project-service.authMode=disabled
+  render_case tracing "${CRDS[@]}" --set global.tracing.enabled=true \
+    --set global.tracing.endpoint=http://jaeger-collector.observability:4318
   # Each service released on its own from the generic chart.
   for preset in "$ROOT"/charts/microservice/presets/*.yaml; do
     local service

@@ -1,4 +1,3 @@
-import { ConfigError } from '@task-manager/service-kit'
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -8,7 +7,7 @@ import {
   type JWTVerifyGetKey,
   jwtVerify,
 } from 'jose'
-import { DEFAULT_AUDIENCE, DEFAULT_ISSUER } from './config.js'
+import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, requireJwksUrl } from './config.js'
 import { AuthError, type Principal, ROLES, type Role } from './principal.js'
 
 /** The one signature algorithm we accept. Pinning it is what rejects `alg: none` and HS256-with-the-public-key. */
@@ -202,12 +201,8 @@ export function verifierFromConfig(
   config: { AUTH_MODE: 'required' | 'disabled'; JWKS_URL?: string; JWT_ISSUER: string; JWT_AUDIENCE: string },
   overrides: Omit<VerifierOptions, 'jwksUrl' | 'issuer' | 'audience'> = {},
 ): Verifier | null {
-  if (!config.JWKS_URL) {
-    if (config.AUTH_MODE === 'required') {
-      throw new ConfigError('JWKS_URL is required when AUTH_MODE=required')
-    }
-    return null
-  }
+  requireJwksUrl(config)
+  if (!config.JWKS_URL) return null
   return createVerifier({
     ...overrides,
     jwksUrl: config.JWKS_URL,

@@ -78,17 +78,23 @@ export class ConfigError extends Error {
 }
 
 /**
- * Validates the environment against `schema` (defaults applied, strings coerced to numbers/booleans).
- * A missing or malformed variable throws a ConfigError whose message names the variable.
+ * Validates the environment against `schema` (defaults applied, strings coerced to numbers/booleans), then
+ * runs each cross-field `check` (a rule one property's schema cannot say, e.g. "both or neither"). A missing or
+ * malformed variable, or a check that fails, throws a ConfigError whose message names the variables: every
+ * service's config.ts is this one call, so a bad setting never gets as far as app.ts.
  */
 export function loadConfig<P extends TProperties>(
   schema: TObject<P>,
   env: Record<string, string | undefined> = process.env,
+  ...checks: Array<(config: Static<TObject<P>>) => void>
 ): Static<TObject<P>> {
+  let config: Static<TObject<P>>
   try {
-    return envSchema<Static<TObject<P>>>({ schema, data: env, dotenv: false })
+    config = envSchema<Static<TObject<P>>>({ schema, data: env, dotenv: false })
   } catch (error) {
     const message = (error as Error).message.replaceAll('env/', '').replaceAll('env ', '')
     throw new ConfigError(`Invalid configuration: ${message}`)
   }
+  for (const check of checks) check(config)
+  return config
 }

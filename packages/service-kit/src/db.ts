@@ -87,20 +87,16 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   return false
 }
 
-declare module 'fastify' {
-  interface FastifyInstance {
-    db: Kysely<any>
-  }
-}
-
 export interface DatabasePluginOptions {
   database: Database<any>
 }
 
-/** Decorates `app.db`, adds the database to readiness, and closes the pool when the app closes. */
+/**
+ * Adds the database to readiness and closes the pool when the app closes. The typed `Kysely<DB>` itself is not
+ * decorated on the app: each service hands it to its repository, the one place that queries it.
+ */
 export const databasePlugin = fp<DatabasePluginOptions>(
   async (app: FastifyInstance, { database }) => {
-    app.decorate('db', database.db as Kysely<any>)
     app.readiness.addCheck('database', () => pingDatabase(database.db))
     if (app.hasDecorator('metrics')) observePool(app.metrics.registry, database.pool)
     app.addHook('onClose', async () => {

@@ -57,13 +57,17 @@ export function main<C extends RunOptions<object>['config']>({
 
 export interface MigrateMain {
   service: string
+  /**
+   * The service's config.ts loader, the same the server runs: a setting the service would refuse stops the
+   * migration too (exit 78), so an init container names it before any pod starts serving.
+   */
   loadConfig: () => { DATABASE_URL: string; DATABASE_WAIT_MS: number }
   migrations: Record<string, Migration>
 }
 
 /**
- * A service's whole `migrate.ts` (`node dist/migrate.js`, the charts' init container): waits for the database
- * with a deadline and a line per attempt, applies pending migrations, exits 0.
+ * A service's whole `migrate.ts` (`node dist/migrate.js`, the charts' init container): loads the config, waits
+ * for the database with a deadline and a line per attempt, applies pending migrations, exits 0.
  */
 export function migrateMain({ service, loadConfig, migrations }: MigrateMain): Promise<void> {
   return exitOnStartFailure(service, () => runMigrations({ service, config: loadConfig(), migrations }))

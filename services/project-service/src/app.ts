@@ -1,6 +1,12 @@
 import { authPlugin, verifierFromConfig } from '@task-manager/auth'
 import { Outbox, STREAMS, setUpServiceEvents } from '@task-manager/events'
-import { type App, serviceKit, setUpServiceDatabase } from '@task-manager/service-kit'
+import {
+  type App,
+  serviceKit,
+  setUpServiceDatabase,
+  Upstream,
+  upstreamSettings,
+} from '@task-manager/service-kit'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { ProjectServiceConfig } from './config.js'
@@ -30,7 +36,6 @@ export interface ProjectAppOptions {
 export default fp(projectApp, { name: 'project-service', fastify: '5.x' })
 
 async function projectApp(app: App, { config }: ProjectAppOptions) {
-  // First, so a configuration mistake (AUTH_MODE=required without JWKS_URL) fails before any I/O.
   const verifier = verifierFromConfig(config)
   await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
 
@@ -44,15 +49,14 @@ async function projectApp(app: App, { config }: ProjectAppOptions) {
 
   // Readiness deliberately ignores the user-service: only adding members needs it, and a user-service
   // outage must not take every project read (and the task-service's membership lookups) down with it.
-  const users = new UserDirectory({
+  const userService = new Upstream({
+    name: 'user-service',
     baseUrl: config.USER_SERVICE_URL,
-    timeoutMs: config.USER_SERVICE_TIMEOUT_MS,
-    resetTimeoutMs: config.USER_SERVICE_BREAKER_RESET_MS,
-    errorThresholdPercentage: config.USER_SERVICE_BREAKER_ERROR_PERCENT,
-    volumeThreshold: config.USER_SERVICE_BREAKER_MIN_CALLS,
+    ...upstreamSettings(config, 'USER_SERVICE'),
     registry: app.metrics.registry,
   })
-  app.addHook('onClose', async () => users.shutdown())
+  app.addHook('onClose', async () => userService.shutdown())
+  const users = new UserDirectory(userService)
 
   const callerOf = (request: FastifyRequest): Caller => {
     if (config.AUTH_MODE === 'disabled') return { open: true }

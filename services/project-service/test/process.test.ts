@@ -29,7 +29,8 @@ const migrateEntry = fileURLToPath(new URL('../src/migrate.ts', import.meta.url)
 
 describe('the project-service process', () => {
   test('migrate.ts migrates and exits 0; the server then serves real HTTP with authentication, calls the user-service, and shuts down cleanly on SIGTERM', async () => {
-    const migrate = spawnEntry(migrateEntry, { DATABASE_URL: database.url })
+    // The init container's environment is the service's: migrate.ts checks the same configuration.
+    const migrate = spawnEntry(migrateEntry, { DATABASE_URL: database.url, JWKS_URL: issuer.jwksUrl })
     expect(await migrate.exited, migrate.output()).toBe(0)
     expect(migrate.output()).toContain('project-service: migrations up to date')
     const client = new pg.Client({ connectionString: database.url })

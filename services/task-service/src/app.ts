@@ -1,15 +1,21 @@
 import rateLimit from '@fastify/rate-limit'
 import { authPlugin, verifierFromConfig } from '@task-manager/auth'
 import { STREAMS, setUpServiceEvents } from '@task-manager/events'
-import { type App, serviceKit, setUpServiceDatabase, Upstream } from '@task-manager/service-kit'
+import {
+  type App,
+  serviceKit,
+  setUpServiceDatabase,
+  Upstream,
+  upstreamSettings,
+} from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import type { TaskServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
 import type { TaskDatabase } from './db/schema.js'
 import { projectEventHandlers } from './events/handlers.js'
 import { TaskAccess } from './tasks/access.js'
-import { purgeExpiredKeys } from './tasks/idempotency.js'
 import { MembershipReadModel } from './tasks/memberships.js'
+import { TaskRepository } from './tasks/repository.js'
 import { taskRoutes } from './tasks/routes.js'
 
 export const identity = {
@@ -37,10 +43,7 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
     ? new Upstream({
         name: 'project-service',
         baseUrl: config.PROJECT_SERVICE_URL,
-        timeoutMs: config.PROJECT_SERVICE_TIMEOUT_MS,
-        resetTimeoutMs: config.PROJECT_SERVICE_BREAKER_RESET_MS,
-        errorThresholdPercentage: config.PROJECT_SERVICE_BREAKER_ERROR_PERCENT,
-        volumeThreshold: config.PROJECT_SERVICE_BREAKER_MIN_CALLS,
+        ...upstreamSettings(config, 'PROJECT_SERVICE'),
         registry: app.metrics.registry,
       })
     : null
@@ -69,7 +72,9 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
     },
   })
 
+  const repository = new TaskRepository(database.db)
   await app.register(taskRoutes, {
+    repository,
     rateLimits: {
       enabled: config.RATE_LIMIT_ENABLED,
       readsPerMinute: config.RATE_LIMIT_READS_PER_MINUTE,
@@ -86,9 +91,9 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
   })
 
   const purge = setInterval(() => {
-    purgeExpiredKeys(database.db).catch((error) =>
-      app.log.warn({ err: error }, 'purging idempotency keys failed'),
-    )
+    repository
+      .purgeExpiredKeys()
+      .catch((error) => app.log.warn({ err: error }, 'purging idempotency keys failed'))
   }, 3_600_000)
   purge.unref()
   app.addHook('onClose', async () => clearInterval(purge))

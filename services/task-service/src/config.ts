@@ -1,10 +1,11 @@
-import { AuthConfigProperties } from '@task-manager/auth'
+import { AuthConfigProperties, requireJwksUrl } from '@task-manager/auth'
 import { EventsConfigProperties } from '@task-manager/events'
 import {
   BaseConfigProperties,
   ConfigError,
   DatabaseConfigProperties,
   loadConfig,
+  upstreamConfigProperties,
 } from '@task-manager/service-kit'
 import { type Static, Type } from 'typebox'
 
@@ -20,10 +21,12 @@ export const TaskServiceConfig = Type.Object({
       description: 'Base URL of the project-service; required with AUTH_MODE=required',
     }),
   ),
-  PROJECT_SERVICE_TIMEOUT_MS: Type.Integer({ minimum: 50, default: 2000 }),
-  PROJECT_SERVICE_BREAKER_RESET_MS: Type.Integer({ minimum: 100, default: 5000 }),
-  PROJECT_SERVICE_BREAKER_ERROR_PERCENT: Type.Integer({ minimum: 1, maximum: 100, default: 50 }),
-  PROJECT_SERVICE_BREAKER_MIN_CALLS: Type.Integer({ minimum: 1, default: 10 }),
+  ...upstreamConfigProperties('PROJECT_SERVICE', {
+    timeoutMs: 2000,
+    resetTimeoutMs: 5000,
+    errorThresholdPercentage: 50,
+    volumeThreshold: 10,
+  }),
   MEMBERSHIP_CACHE_TTL_MS: Type.Integer({
     minimum: 0,
     default: 2000,
@@ -38,12 +41,14 @@ export const TaskServiceConfig = Type.Object({
 })
 export type TaskServiceConfig = Static<typeof TaskServiceConfig>
 
-export function loadTaskServiceConfig(env?: Record<string, string | undefined>): TaskServiceConfig {
-  const config = loadConfig(TaskServiceConfig, env)
+/** Task access follows project membership: with authentication on, the project-service must be known. */
+function requireProjectServiceUrl(config: TaskServiceConfig): void {
   if (config.AUTH_MODE === 'required' && !config.PROJECT_SERVICE_URL) {
     throw new ConfigError(
       'PROJECT_SERVICE_URL is required when AUTH_MODE=required (task access follows project membership)',
     )
   }
-  return config
 }
+
+export const loadTaskServiceConfig = (env?: Record<string, string | undefined>) =>
+  loadConfig(TaskServiceConfig, env, requireProjectServiceUrl, requireJwksUrl)

@@ -1,13 +1,7 @@
 import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
 import { authPlugin, createVerifier } from '@task-manager/auth'
-import {
-  type App,
-  ConfigError,
-  optionalRedis,
-  serviceKit,
-  setUpServiceDatabase,
-} from '@task-manager/service-kit'
+import { type App, optionalRedis, serviceKit, setUpServiceDatabase } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import type { UserServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
@@ -34,9 +28,6 @@ export interface UserAppOptions {
 
 /** The user-service as a plugin: server.ts runs it, tests register it on their own instance. */
 async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
-  if ((config.ADMIN_EMAIL === undefined) !== (config.ADMIN_PASSWORD === undefined)) {
-    throw new ConfigError('Invalid configuration: set both ADMIN_EMAIL and ADMIN_PASSWORD, or neither')
-  }
   const keys = givenKeys ?? (await loadKeyRing(config.JWT_PRIVATE_KEYS))
   if (keys.generated) {
     app.log.warn(

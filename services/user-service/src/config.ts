@@ -1,5 +1,10 @@
 import { AuthConfigProperties } from '@task-manager/auth'
-import { BaseConfigProperties, DatabaseConfigProperties, loadConfig } from '@task-manager/service-kit'
+import {
+  BaseConfigProperties,
+  ConfigError,
+  DatabaseConfigProperties,
+  loadConfig,
+} from '@task-manager/service-kit'
 import { type Static, Type } from 'typebox'
 
 export const UserServiceConfig = Type.Object({
@@ -66,5 +71,12 @@ export const UserServiceConfig = Type.Object({
 })
 export type UserServiceConfig = Static<typeof UserServiceConfig>
 
+/** The first admin is an email and its password: one without the other is a mistake. */
+function requireAdminPair(config: UserServiceConfig): void {
+  if ((config.ADMIN_EMAIL === undefined) !== (config.ADMIN_PASSWORD === undefined)) {
+    throw new ConfigError('Invalid configuration: set both ADMIN_EMAIL and ADMIN_PASSWORD, or neither')
+  }
+}
+
 export const loadUserServiceConfig = (env?: Record<string, string | undefined>) =>
-  loadConfig(UserServiceConfig, env)
+  loadConfig(UserServiceConfig, env, requireAdminPair)

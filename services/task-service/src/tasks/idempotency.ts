@@ -13,6 +13,14 @@ export type IdempotentOutcome<T> =
   | { replayed: false; result: T }
   | { replayed: true; response: StoredResponse }
 
+/** Who sent which key for which request body, and how long the key holds. */
+export interface IdempotencyClaim {
+  scope: string
+  key: string
+  hash: string
+  ttlHours: number
+}
+
 /**
  * Fingerprint of a request body in a canonical form: object keys sorted at every level, so the same body
  * sent again with its keys in another order is the same request (a replay, not a reused key). The body is
@@ -34,7 +42,7 @@ export function requestHash(body: unknown): string {
  */
 export async function runIdempotent<T>(
   db: Kysely<TaskDatabase>,
-  options: { scope: string; key: string; hash: string; ttlHours: number },
+  options: IdempotencyClaim,
   create: (trx: Transaction<TaskDatabase>) => Promise<{ result: T; response: StoredResponse }>,
 ): Promise<IdempotentOutcome<T>> {
   const { scope, key, hash, ttlHours } = options

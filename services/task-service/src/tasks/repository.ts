@@ -3,6 +3,13 @@ import type { Kysely, Transaction } from 'kysely'
 import { sql } from 'kysely'
 import type { TaskDatabase, TaskRow, TaskRowUpdate, TasksTable } from '../db/schema.js'
 import { type Cursor, decodeCursor, encodeCursor } from './cursor.js'
+import {
+  type IdempotencyClaim,
+  type IdempotentOutcome,
+  purgeExpiredKeys,
+  runIdempotent,
+  type StoredResponse,
+} from './idempotency.js'
 import type { Task, TaskListQuery } from './schemas.js'
 
 export interface NewTask {
@@ -91,7 +98,7 @@ const TASK_COLUMNS = [
 
 export class TaskRepository {
   // The hottest query (every GET, PUT, PATCH and DELETE reads the row first): typed with Kysely,
-  // compiled once, run as a named prepared statement. scripts/bench/db-read.ts measures why.
+  // compiled once, run as a named prepared statement. bench/db-read.ts measures why.
   private readonly byId: PreparedQuery<TaskRow>
 
   constructor(private readonly db: Kysely<TaskDatabase>) {
@@ -111,6 +118,23 @@ export class TaskRepository {
     trx: Kysely<TaskDatabase> | Transaction<TaskDatabase> = this.db,
   ): Promise<TaskRow> {
     return trx.insertInto('tasks').values(task).returningAll().executeTakeFirstOrThrow()
+  }
+
+  /** `create` at most once per Idempotency-Key (runIdempotent): the key is claimed in the same transaction. */
+  createIdempotent(
+    task: NewTask,
+    claim: IdempotencyClaim,
+    response: (row: TaskRow) => StoredResponse,
+  ): Promise<IdempotentOutcome<TaskRow>> {
+    return runIdempotent(this.db, claim, async (trx) => {
+      const row = await this.create(task, trx)
+      return { result: row, response: response(row) }
+    })
+  }
+
+  /** Removes idempotency keys past their lifetime; run periodically. */
+  purgeExpiredKeys(): Promise<number> {
+    return purgeExpiredKeys(this.db)
   }
 
   /**

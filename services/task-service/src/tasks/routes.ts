@@ -7,13 +7,18 @@ import {
   problemType,
 } from '@task-manager/service-kit'
 import type { FastifyContextConfig, FastifyReply, FastifyRequest } from 'fastify'
-import type { Kysely } from 'kysely'
 import { Type } from 'typebox'
-import type { TaskDatabase, TaskRow } from '../db/schema.js'
+import type { TaskRow } from '../db/schema.js'
 import type { TaskAccess } from './access.js'
-import { requestHash, runIdempotent } from './idempotency.js'
+import { requestHash } from './idempotency.js'
 import { etagOf, expectedVersions, preconditionFailed } from './preconditions.js'
-import { type NewTask, type TaskChanges, TaskRepository, toTask, type UpdateOutcome } from './repository.js'
+import {
+  type NewTask,
+  type TaskChanges,
+  type TaskRepository,
+  toTask,
+  type UpdateOutcome,
+} from './repository.js'
 import { stripHtml } from './sanitize.js'
 import {
   IdempotencyHeaders,
@@ -36,6 +41,7 @@ export interface RateLimits {
 }
 
 export interface TaskRoutesOptions {
+  repository: TaskRepository
   rateLimits: RateLimits
   idempotencyKeyTtlHours: number
   access: TaskAccess
@@ -147,8 +153,7 @@ function nextPageLink(request: FastifyRequest, cursor: string): string {
 }
 
 export async function taskRoutes(app: App, options: TaskRoutesOptions) {
-  const repository = new TaskRepository(app.db as Kysely<TaskDatabase>)
-  const { rateLimits, access } = options
+  const { repository, rateLimits, access } = options
   const preHandler = app.authenticate
 
   /** The task, if it exists and the caller may read it; else 404 (the same answer either way). */
@@ -231,18 +236,15 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
         const row = await repository.create(task)
         return sendTask(reply.header('location', `/tasks/${row.id}`), row, 201)
       }
-      const outcome = await runIdempotent(
-        app.db as Kysely<TaskDatabase>,
+      const outcome = await repository.createIdempotent(
+        task,
         {
           scope: access.scope(request),
           key,
           hash: requestHash(request.body),
           ttlHours: options.idempotencyKeyTtlHours,
         },
-        async (trx) => {
-          const row = await repository.create(task, trx)
-          return { result: row, response: { status: 201, body: toTask(row) } }
-        },
+        (row) => ({ status: 201, body: toTask(row) }),
       )
       if (outcome.replayed) {
         const body = outcome.response.body as ReturnType<typeof toTask>
