@@ -68,6 +68,7 @@ FROM runtime AS gateway
 COPY --from=build /deploy/gateway/ /app/
 # The gateway's runtime flags, as its chart preset sets them (why: charts/microservice/presets/gateway.yaml).
 ENV PORT=8006 \
+    WEB_ROOT=/app/web \
     NODE_OPTIONS="--max-semi-space-size=4"
 EXPOSE 8006
 CMD ["node", "--import", "@task-manager/service-kit/instrument", "--single-threaded-gc", "--heap-growing-percent=300", "dist/server.js"]

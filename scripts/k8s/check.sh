@@ -44,6 +44,20 @@ source scripts/k8s/matrix.sh
 render_matrix "$RENDERED"
 ls "$RENDERED"
 
+step "combinations that cannot work fail the install with a message"
+# expect_failure "what" "message part" helm-template-args...
+expect_failure() {
+  local what=$1 message=$2 out; shift 2
+  if out=$("$HELM" template tm charts/task-manager --namespace task-manager "$@" 2>&1 >/dev/null); then
+    echo "helm template rendered $what; it must fail" >&2; exit 1
+  fi
+  grep -qF "$message" <<<"$out" || { echo "$what failed without saying why:" >&2; echo "$out" >&2; exit 1; }
+  echo "refused: $what"
+}
+expect_failure "an HTTPRoute on a cluster without the Gateway API" "does not serve the Gateway API"
+expect_failure "two user-service replicas without shared signing keys" "needs shared signing keys" \
+  "${GATEWAY_API[@]}" --set user-service.signingKeys.generate=false
+
 step "kubeconform (strict) against Kubernetes $KUBERNETES_VERSIONS + CRD schemas"
 for version in $KUBERNETES_VERSIONS; do
   "$KUBECONFORM" -strict -summary -kubernetes-version "$version" \

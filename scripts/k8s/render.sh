@@ -16,6 +16,7 @@ render() {
   "$HELM" template task-manager "$ROOT/charts/task-manager" --namespace task-manager --skip-tests \
     --api-versions gateway.networking.k8s.io/v1/HTTPRoute --api-versions gateway.networking.k8s.io/v1/Gateway \
     -f "$ROOT/charts/task-manager/values-kind.yaml" \
+    --set user-service.envFromSecret=task-manager-jwt-keys \
     --set task-service.postgresql.auth.existingSecret=task-manager-task-service-db \
     --set user-service.postgresql.auth.existingSecret=task-manager-user-service-db \
     --set project-service.postgresql.auth.existingSecret=task-manager-project-service-db

@@ -29,6 +29,10 @@ service's name (a standalone `helm install task-service`), otherwise <release>-<
 {{- printf "%s-postgresql" (include "ms.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- define "ms.dbHeadlessName" -}}
+{{- printf "%s-headless" (include "ms.dbName" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "ms.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -136,12 +140,35 @@ seccompProfile:
       name: {{ include "ms.dbSecretName" $root }}
       key: {{ $root.Values.database.external.urlKey }}
 {{- else -}}
-- name: DATABASE_PASSWORD
+{{- /* The password stays out of the URL (no encoding to get wrong): pg reads PGPASSWORD, as libpq does. */}}
+- name: PGPASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ include "ms.dbSecretName" $root }}
       key: password
 - name: DATABASE_URL
-  value: {{ printf "postgres://%s:$(DATABASE_PASSWORD)@%s.%s.svc.%s:5432/%s" $dbName (include "ms.dbName" $root) $root.Release.Namespace $root.Values.clusterDomain $dbName | quote }}
+  value: {{ printf "postgres://%s@%s.%s.svc.%s:5432/%s" $dbName (include "ms.dbName" $root) $root.Release.Namespace $root.Values.clusterDomain $dbName | quote }}
 {{- end -}}
+{{- end -}}
+
+{{- define "ms.signingKeysSecret" -}}
+{{- printf "%s-signing-keys" (include "ms.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+A new private Ed25519 JWK (RFC 8037: kty OKP, crv Ed25519, d, x) as JSON, made with Helm's own functions:
+the private key is PKCS#8 (its last 32 bytes are the seed `d`); the public key `x` is read from a throwaway
+self-signed certificate of that key, where it follows the fixed Ed25519 SubjectPublicKeyInfo prefix
+30 2a 30 05 06 03 2b 65 70 03 21 00. Both are base64url without padding.
+*/}}
+{{- define "ms.newSigningJwk" -}}
+{{- $key := genPrivateKey "ed25519" -}}
+{{- $cert := genSelfSignedCertWithKey "task-manager-token-signing" (list) (list) 1 $key -}}
+{{- $pkcs8 := $key | replace "-----BEGIN PRIVATE KEY-----" "" | replace "-----END PRIVATE KEY-----" "" | nospace | b64dec -}}
+{{- $der := $cert.Cert | replace "-----BEGIN CERTIFICATE-----" "" | replace "-----END CERTIFICATE-----" "" | nospace | b64dec -}}
+{{- $spki := splitList "\x30\x2a\x30\x05\x06\x03\x2b\x65\x70\x03\x21\x00" $der -}}
+{{- if or (ne (len $pkcs8) 48) (ne (len $spki) 2) -}}{{- fail "signing key: unexpected PKCS#8 or certificate layout for Ed25519" -}}{{- end -}}
+{{- $d := substr 16 48 $pkcs8 | b64enc | replace "+" "-" | replace "/" "_" | trimAll "=" -}}
+{{- $x := substr 0 32 (index $spki 1) | b64enc | replace "+" "-" | replace "/" "_" | trimAll "=" -}}
+{{- dict "kty" "OKP" "crv" "Ed25519" "d" $d "x" $x "kid" (printf "helm-%s-%s" (now | date "20060102") (randAlphaNum 6 | lower)) "alg" "EdDSA" "use" "sig" | toJson -}}
 {{- end -}}

@@ -207,6 +207,10 @@ export const serviceKit = fp<ServiceKitOptions>(
         maxEventLoopDelay,
         retryAfter: 5,
         pressureHandler: (request, reply, type, value) => {
+          // Probes and scrapes are never shed: a 503 on /health/live under load would make the kubelet
+          // restart a pod for being busy (and move its load onto the others), and metrics would vanish
+          // exactly when they matter. Returning nothing lets the request through.
+          if (request.routeOptions.config?.probe) return
           request.log.warn({ type, value }, 'shedding load')
           sendProblem(reply, 503, 'The service is overloaded; retry shortly', {
             type: problemType('overloaded'),

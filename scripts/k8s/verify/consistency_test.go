@@ -77,7 +77,7 @@ func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
 	var dbSpecs []string
 	for _, p := range plans {
 		for _, e := range p.container.Env {
-			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.Name == "DATABASE_PASSWORD" {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.Name == "PGPASSWORD" {
 				secret := r.Secret(e.ValueFrom.SecretKeyRef.Name)
 				if secret == nil {
 					t.Fatalf("%s: Secret %s is not rendered", p.name, e.ValueFrom.SecretKeyRef.Name)
@@ -103,6 +103,12 @@ func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
 	}
 	for _, p := range plans {
 		p.env = renderedEnv(t, r, p.deployment, p.container, hostPorts)
+		// The image's own ENV WEB_ROOT=/app/web (Dockerfile, gateway stage), where prod-install.sh put it.
+		if web := filepath.Join(p.dir, "web"); p.env["WEB_ROOT"] == "" {
+			if _, err := os.Stat(filepath.Join(web, "index.html")); err == nil {
+				p.env["WEB_ROOT"] = web
+			}
+		}
 	}
 
 	// Migrations first, as the init containers do, then every service at once.
@@ -147,7 +153,7 @@ func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
 func dbUser(t *testing.T, p *plan) string {
 	for _, e := range p.container.Env {
 		if e.Name == "DATABASE_URL" {
-			m := regexp.MustCompile(`^postgres://([^:]+):`).FindStringSubmatch(e.Value)
+			m := regexp.MustCompile(`^postgres://([^:@/]+)[:@]`).FindStringSubmatch(e.Value)
 			if m != nil {
 				return m[1]
 			}
@@ -164,6 +170,17 @@ var clusterURL = regexp.MustCompile(`([a-z0-9-]+\.[a-z0-9-]+\.svc\.cluster\.loca
 func renderedEnv(t *testing.T, r *Render, d appsv1.Deployment, c corev1.Container, hostPorts map[string]int) map[string]string {
 	env := map[string]string{}
 	for _, from := range c.EnvFrom {
+		if from.SecretRef != nil {
+			// A Secret the release renders (the user-service's signing keys); an existing one is not checked.
+			s := r.Secret(from.SecretRef.Name)
+			if s == nil {
+				t.Fatalf("%s: envFrom Secret %s is not rendered", d.Name, from.SecretRef.Name)
+			}
+			for k, v := range s.Data {
+				env[k] = string(v)
+			}
+			continue
+		}
 		if from.ConfigMapRef == nil {
 			t.Fatalf("%s: envFrom %+v is not a rendered ConfigMap", d.Name, from)
 		}

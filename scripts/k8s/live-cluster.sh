@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The live cluster in CI (../shared/live-cluster next to the checkout): a real single-node Kubernetes that
+# `pnpm test:cluster` runs against.
+#   scripts/k8s/live-cluster.sh start   Helm from the offline checks' toolchain (scripts/k8s/tools.sh, same
+#                                       pinned version: the cluster does not build it again), then up.sh in
+#                                       the background (its Go builds overlap the rest of CI)
+#   scripts/k8s/live-cluster.sh wait    waits for up.sh, prints its step timings, fails with its log tail
+#   scripts/k8s/live-cluster.sh down    down.sh: stops the cluster (and a bring-up in progress), keeps its
+#                                       state so the next run is warm
+# Environment: LIVE_CLUSTER_DIR (default ../shared/live-cluster), LC_STATE (default /var/lib/live-cluster),
+#   LIVE_CLUSTER_LOG (default $TMPDIR/task-manager-live-cluster-up.log).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+LC=${LIVE_CLUSTER_DIR:-$(cd "$ROOT/.." && pwd)/shared/live-cluster}
+LC_STATE=${LC_STATE:-/var/lib/live-cluster}
+LOG=${LIVE_CLUSTER_LOG:-${TMPDIR:-/tmp}/task-manager-live-cluster-up.log}
+RC=$LOG.rc
+PID=$LOG.pid
+
+[ -x "$LC/up.sh" ] || [ -f "$LC/up.sh" ] || { echo "live-cluster: no $LC/up.sh (set LIVE_CLUSTER_DIR)" >&2; exit 1; }
+
+case "${1:-}" in
+  start)
+    if [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; then echo "live-cluster: up.sh already running (pid $(cat "$PID"))"; exit 0; fi
+    # The offline checks build this Helm anyway; the cluster's build-go.sh skips a binary already at its
+    # pinned module version (go version -m), so copying it saves the cluster's own Helm build.
+    source "$ROOT/scripts/k8s/tools.sh"
+    lc_helm=$(sed -n 's/^HELM_VERSION=\([^ #]*\).*/\1/p' "$LC/versions.env")
+    if [ "$lc_helm" = "$HELM_VERSION" ] && [ ! -x "$LC_STATE/bin/helm" ]; then
+      mkdir -p "$LC_STATE/bin" && cp "$HELM" "$LC_STATE/bin/helm"
+      echo "live-cluster: Helm $HELM_VERSION from scripts/k8s/tools.sh copied to $LC_STATE/bin"
+    fi
+    rm -f "$RC"
+    # A session of its own, so `down` can stop a bring-up still in progress (its whole process group).
+    LC_STATE=$LC_STATE UP="$LC/up.sh" LOG="$LOG" RC="$RC" setsid bash -c '
+      s=$SECONDS
+      bash "$UP" >"$LOG" 2>&1
+      code=$?
+      echo "live-cluster: up.sh exit $code after $(( SECONDS - s ))s" >>"$LOG"
+      echo "$code" >"$RC"' </dev/null >/dev/null 2>&1 &
+    echo $! >"$PID"
+    echo "live-cluster: up.sh started in the background (log $LOG)"
+    ;;
+  wait)
+    [ -f "$PID" ] || { echo "live-cluster: not started (run: $0 start)" >&2; exit 1; }
+    while [ ! -f "$RC" ]; do
+      kill -0 "$(cat "$PID")" 2>/dev/null || { sleep 1; [ -f "$RC" ] && break; echo "live-cluster: up.sh vanished" >&2; exit 1; }
+      sleep 5
+    done
+    grep -E '^(<== |up: cluster ready|live-cluster: up.sh exit)' "$LOG" || true
+    if [ "$(cat "$RC")" != 0 ]; then
+      echo "live-cluster: up.sh failed; the end of its log ($LOG):" >&2
+      tail -40 "$LOG" >&2
+      exit 1
+    fi
+    ;;
+  down)
+    if [ -f "$PID" ] && [ ! -f "$RC" ] && kill -0 "$(cat "$PID")" 2>/dev/null; then
+      echo "live-cluster: stopping the bring-up still in progress (process group $(cat "$PID"))"
+      kill -TERM -- "-$(cat "$PID")" 2>/dev/null || true
+      sleep 2
+    fi
+    LC_STATE=$LC_STATE bash "$LC/down.sh"
+    ;;
+  *)
+    echo "usage: $0 start|wait|down" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,95 @@
+import { Agent, request } from 'node:http'
+
+export interface Answer<T = any> {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: T
+  ms: number
+}
+
+export interface CallOptions {
+  token?: string
+  body?: unknown
+  headers?: Record<string, string>
+  timeoutMs?: number
+}
+
+export type Api = <T = any>(method: string, path: string, options?: CallOptions) => Promise<Answer<T>>
+
+const agent = new Agent({ keepAlive: true, maxSockets: 64 })
+
+/**
+ * A JSON client of the cluster's entry point for one host name: Traefik picks the HTTPRoute or the Ingress
+ * by the Host header, so the same address serves both paths. (fetch cannot set Host, node:http can.)
+ * Every call has a deadline; a network error is an answer with status 0.
+ */
+export function client(entryUrl: string, host: string): Api {
+  const base = new URL(entryUrl)
+  return (method, path, options = {}) =>
+    new Promise<Answer>((resolve) => {
+      const started = performance.now()
+      const headers: Record<string, string> = { host, ...options.headers }
+      if (options.token) headers.authorization = `Bearer ${options.token}`
+      const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
+      if (payload !== undefined) {
+        headers['content-type'] ??= 'application/json'
+        headers['content-length'] = String(Buffer.byteLength(payload))
+      }
+      const req = request(
+        {
+          host: base.hostname,
+          port: base.port || 80,
+          method,
+          path,
+          headers,
+          agent,
+          timeout: options.timeoutMs ?? 15_000,
+        },
+        (res) => {
+          const chunks: Buffer[] = []
+          res.on('data', (chunk: Buffer) => chunks.push(chunk))
+          res.on('error', (error) =>
+            resolve({ status: 0, headers: {}, body: String(error), ms: performance.now() - started }),
+          )
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString()
+            let body: any = text
+            if (text && String(res.headers['content-type'] ?? '').includes('json')) {
+              try {
+                body = JSON.parse(text)
+              } catch {
+                // left as text
+              }
+            }
+            resolve({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              body,
+              ms: performance.now() - started,
+            })
+          })
+        },
+      )
+      req.on('timeout', () => req.destroy(new Error('deadline exceeded')))
+      req.on('error', (error) =>
+        resolve({ status: 0, headers: {}, body: String(error), ms: performance.now() - started }),
+      )
+      req.end(payload)
+    })
+}
+
+let counter = 0
+/** A user registered and logged in. */
+export async function signUp(
+  api: Api,
+  name: string,
+): Promise<{ id: number; token: string; email: string; password: string }> {
+  const email = `${name.toLowerCase()}-${Date.now()}-${process.pid}-${++counter}@example.com`
+  const password = 'correct horse battery staple'
+  const registered = await api<{ id: number }>('POST', '/users', { body: { email, name, password } })
+  if (registered.status !== 201)
+    throw new Error(`register ${name}: ${registered.status} ${JSON.stringify(registered.body)}`)
+  const login = await api<{ access_token: string }>('POST', '/auth/token', { body: { email, password } })
+  if (login.status !== 200) throw new Error(`login ${name}: ${login.status} ${JSON.stringify(login.body)}`)
+  return { id: registered.body.id, token: login.body.access_token, email, password }
+}
