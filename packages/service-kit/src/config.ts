@@ -40,6 +40,14 @@ export const BaseConfigProperties = {
     description:
       'A whole request, body included, must arrive within this, else 408 and the connection closes',
   }),
+  METRICS_PORT: Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: 0,
+    description:
+      'Port of its own for /metrics (on HOST), so scrapes never share the service port an ingress exposes; ' +
+      '0 = /metrics on the service port (local runs)',
+  }),
   SHUTDOWN_DELAY_MS: Type.Integer({
     minimum: 0,
     default: 0,

@@ -44,6 +44,16 @@ export interface ServerSettings {
   REQUEST_HEADERS_TIMEOUT_MS?: number
   /** A whole request, body included, must arrive within this (default 30 s), else 408. */
   REQUEST_TIMEOUT_MS?: number
+  /** `/metrics` on this port of its own (HOST's interface) instead of the service port; 0 = the service port. */
+  METRICS_PORT?: number
+  HOST?: string
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The settings the server was created with (the kit's plugins read theirs, e.g. METRICS_PORT). */
+    serverSettings: ServerSettings
+  }
 }
 
 /**
@@ -123,7 +133,7 @@ export function serverOptions(identity: ServiceIdentity, config: ServerSettings)
 export function createServer(identity: ServiceIdentity, config: ServerSettings): App {
   const requestTimeout = config.REQUEST_TIMEOUT_MS ?? 30_000
   const headersTimeout = Math.min(config.REQUEST_HEADERS_TIMEOUT_MS ?? 10_000, requestTimeout)
-  return Fastify({
+  const app = Fastify({
     ...serverOptions(identity, config),
     // Fastify's documented way to pass node:http options it does not expose itself.
     serverFactory: (handler, options) => {
@@ -139,6 +149,8 @@ export function createServer(identity: ServiceIdentity, config: ServerSettings):
       return server
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
+  app.decorate('serverSettings', config)
+  return app
 }
 
 /**
@@ -237,7 +249,9 @@ export interface RunOptions<O extends FastifyPluginOptions> {
     BaseConfig,
     'HOST' | 'PORT' | 'LOG_LEVEL' | 'SHUTDOWN_DELAY_MS' | 'SHUTDOWN_GRACE_MS' | 'AUTH_MODE'
   > &
-    Partial<Pick<BaseConfig, 'TRUST_PROXY' | 'REQUEST_HEADERS_TIMEOUT_MS' | 'REQUEST_TIMEOUT_MS'>>
+    Partial<
+      Pick<BaseConfig, 'TRUST_PROXY' | 'REQUEST_HEADERS_TIMEOUT_MS' | 'REQUEST_TIMEOUT_MS' | 'METRICS_PORT'>
+    >
   /** The service's app plugin (src/app.ts). */
   plugin: FastifyPluginAsync<O>
   pluginOptions: O

@@ -1,6 +1,9 @@
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Histogram, Registry } from 'prom-client'
+import type { ServerSettings } from './kit.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -8,6 +11,8 @@ declare module 'fastify' {
     arrivedAt: number
   }
   interface FastifyInstance {
+    /** The server of `/metrics` when METRICS_PORT gives it a port of its own. */
+    metricsServer?: Server
     metrics: {
       registry: Registry
       /** `http_server_request_duration_seconds`, observed for every request by the kit's onResponse hook. */
@@ -78,9 +83,46 @@ export const metricsPlugin = fp<MetricsOptions>(
       done()
     })
 
-    app.get('/metrics', { schema: { hide: true }, config: { probe: true } }, async (_request, reply) => {
-      reply.type(registry.contentType)
-      return registry.metrics()
+    const settings = (app as FastifyInstance & { serverSettings?: ServerSettings }).serverSettings
+    const port = settings?.METRICS_PORT ?? 0
+    if (port === 0) {
+      app.get('/metrics', { schema: { hide: true }, config: { probe: true } }, async (_request, reply) => {
+        reply.type(registry.contentType)
+        return registry.metrics()
+      })
+      return
+    }
+    // A port of its own: a bare node:http server that answers GET /metrics and nothing else, with its own
+    // deadlines, so the service port (the one an ingress exposes) serves no metrics at all.
+    const server = createServer({ headersTimeout: 5000, requestTimeout: 10_000 }, (req, res) => {
+      if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+        return
+      }
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (error: unknown) => {
+          app.log.error({ err: error }, 'metrics collection failed')
+          res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics collection failed\n')
+        },
+      )
+    })
+    app.decorate('metricsServer', server)
+    app.addHook('onListen', (done) => {
+      server.once('error', done)
+      server.listen(port, settings?.HOST ?? '0.0.0.0', () => {
+        server.off('error', done)
+        app.log.info(
+          { port: (server.address() as AddressInfo).port },
+          'metrics listening on a port of their own',
+        )
+        done()
+      })
+    })
+    app.addHook('onClose', (_instance, done) => {
+      if (!server.listening) return done()
+      server.close(() => done())
+      server.closeAllConnections()
     })
   },
   { name: 'task-manager-metrics', fastify: '5.x' },
