@@ -64,9 +64,8 @@ EXPOSE 8005
 CMD ["node", "--import", "@task-manager/service-kit/instrument", "dist/server.js"]
 
 FROM runtime AS gateway
+# /deploy/gateway/web is the web app's static build (prod-install.sh), served under /app/ (docs/web.md).
 COPY --from=build /deploy/gateway/ /app/
-# The web app's static build rides in the gateway's image (docs/web.md, "Delivery"): served under /app/.
-COPY --from=build /repo/apps/web/dist/ /app/web/
 # The gateway's runtime flags, as its chart preset sets them (why: charts/microservice/presets/gateway.yaml).
 ENV PORT=8006 \
     WEB_ROOT=/app/web \

@@ -19,8 +19,11 @@ fi
 # TypeScript sources, tests and tool configs that `pnpm deploy` copies along stay out.
 find "$target" -mindepth 1 -maxdepth 1 ! -name dist ! -name node_modules ! -name package.json -exec rm -rf {} +
 find "$target/dist" \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.ts.map' \) -delete
-# The gateway's image also carries the web app's static build at /app/web (Dockerfile, gateway stage).
-if [ "$service" = gateway ] && [ -f "$root/apps/web/dist/index.html" ]; then
-  cp -r "$root/apps/web/dist" "$target/web"
+# The gateway serves the web app (docs/web.md, "Delivery"): its static build goes along as web/, where the
+# gateway looks first.
+if [ "$service" = gateway ]; then
+  [ -f "$root/apps/web/dist/index.html" ] || { echo "prod-install: build first (apps/web/dist/index.html missing)" >&2; exit 2; }
+  cp -R "$root/apps/web/dist" "$target/web"
+  find "$target/web" -name '*.map' -delete
 fi
 echo "prod-install: $service -> $target ($(du -sh "$target" | cut -f1))"

@@ -39,6 +39,12 @@ describe('database outage', () => {
     })
     await sleep(5000)
     await kubectl(['-n', ns, 'delete', 'pod', dbPod, '--wait=false'])
+    await waitFor(
+      'the load to meet the outage (a 503)',
+      async () => (load.snapshot().statuses['503'] ?? 0) > 0,
+      120_000,
+      500,
+    )
     await waitReleaseReady(ns, MAIN.name, 600_000)
     // Writes succeed again after the outage.
     const recovered = await waitFor(
@@ -73,7 +79,18 @@ describe('database outage', () => {
     // Keep the database away for as long as this test needs: its new pod asks for more CPU than any node has
     // (values, nothing pulled), so it stays Pending.
     await upgrade(MAIN, ['project-service.postgresql.resources.requests.cpu=64'])
-    await kubectl(['-n', ns, 'delete', 'pod', db, '--wait=true'], { timeoutMs: 180_000 })
+    // The StatefulSet replaces its pod with one that cannot be scheduled; wait until the old one is gone.
+    await waitFor(
+      'the project-service database pod to be replaced by a Pending one',
+      async () => {
+        const [pod] = await pods(ns, selectorOf(MAIN.name, 'project-service-postgresql'))
+        if (pod?.status.phase !== 'Pending')
+          await kubectl(['-n', ns, 'delete', 'pod', db, '--ignore-not-found', '--wait=false'])
+        return pod?.status.phase === 'Pending'
+      },
+      240_000,
+      3000,
+    )
     const [old] = await pods(ns, selectorOf(MAIN.name, 'project-service'))
     await kubectl(['-n', ns, 'delete', 'pod', old!.metadata.name, '--wait=false'])
     // The replacement's migrate container waits, saying so, for at least 20 s.
@@ -95,7 +112,7 @@ describe('database outage', () => {
     await sleep(20_000)
     await upgrade(MAIN, [`project-service.postgresql.resources.requests.cpu=${cpu}`])
     // A StatefulSet does not replace a pod stuck on the old revision by itself.
-    await kubectl(['-n', ns, 'delete', 'pod', db, '--wait=false'])
+    await kubectl(['-n', ns, 'delete', 'pod', db, '--ignore-not-found', '--wait=false'])
     await waitReleaseReady(ns, MAIN.name, 600_000)
     const [pod] = (await pods(ns, selectorOf(MAIN.name, 'project-service'))).filter(
       (p) => p.metadata.uid === waiting.metadata.uid,

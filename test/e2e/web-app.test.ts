@@ -480,6 +480,35 @@ describe.skipIf(!haveChromium)('the web app in a real browser', () => {
     await absent(bob.page.getByRole('button', { name: /launch post/ }))
   })
 
+  test('the project is renamed, a member removed and the project deleted, each confirmed', async () => {
+    const { page } = ada
+    await page.getByRole('button', { name: 'Rename project' }).click()
+    await focused(page.getByLabel('Project name'))
+    await page.getByLabel('Project name').fill('Launch 1.0')
+    await page.getByRole('button', { name: 'Save name' }).click()
+    await visible(page.getByRole('heading', { level: 1, name: 'Launch 1.0' }))
+
+    await page.getByRole('button', { name: 'Members', exact: true }).click()
+    await page.getByRole('button', { name: 'Remove Bob' }).click()
+    const confirmRemove = page.getByRole('dialog', { name: 'Remove Bob?' })
+    await focused(confirmRemove.getByRole('button', { name: 'Cancel' }))
+    await confirmRemove.getByRole('button', { name: 'Remove member' }).click()
+    await text(page.getByRole('status')).toContain('Bob was removed from the project')
+    await absent(page.getByRole('cell', { name: 'Bob' }))
+
+    const view = bob.page
+    await view.getByRole('button', { name: '← All projects' }).click()
+    await view.getByRole('button', { name: 'Refresh' }).click()
+    await visible(view.getByText('No projects yet'))
+
+    await page.getByRole('button', { name: 'Delete project' }).click()
+    const confirmDelete = page.getByRole('dialog', { name: 'Delete “Launch 1.0”?' })
+    await confirmDelete.getByRole('button', { name: 'Delete project' }).click()
+    await visible(page.getByRole('heading', { name: 'Your projects' }))
+    await text(page.getByRole('status')).toContain('Project “Launch 1.0” was deleted.')
+    await visible(page.getByText('No projects yet'))
+  })
+
   test('signing out returns to the sign-in page; the app showed no console error', async () => {
     const { page } = ada
     await page.getByRole('button', { name: 'Sign out' }).click()

@@ -88,6 +88,11 @@ export function queryString(query: CallOptions['query']): string {
  */
 export class Api {
   #token: string | null = null
+  readonly #base: string
+  /** `base` is empty in the browser (same origin); tests give the server's URL. */
+  constructor(base = '') {
+    this.#base = base
+  }
   /** Called on any 401 of a signed-in call: the session is over, back to sign-in. */
   onUnauthorized: ((error: ApiError) => void) | null = null
 
@@ -107,7 +112,7 @@ export class Api {
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
     let response: Response
     try {
-      response = await fetch(path + queryString(options.query), {
+      response = await fetch(this.#base + path + queryString(options.query), {
         method,
         headers,
         body: options.body === undefined ? undefined : JSON.stringify(options.body),

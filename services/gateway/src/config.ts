@@ -139,7 +139,8 @@ export const GatewayConfig = Type.Object({
   WEB_ROOT: Type.String({
     default: '',
     description:
-      'Directory of the built web app (index.html + assets/); empty = the workspace build in apps/web/dist. ' +
+      'Directory of the built web app (index.html + assets/); empty = web/ beside the gateway (the image) or ' +
+      'else the workspace build in apps/web/dist. ' +
       'Without an index.html there, /app/ answers 404',
   }),
 

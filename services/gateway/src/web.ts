@@ -8,8 +8,15 @@ import fp from 'fastify-plugin'
 /** Where the browser app lives: `/app/`. */
 export const WEB_PREFIX = '/app/'
 
-/** The workspace's build of `apps/web`, found from this file in src/ (tsx) and in dist/ alike. */
-export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../../apps/web/dist/', import.meta.url))
+/**
+ * Where the app is looked for when WEB_ROOT is empty, found from this file in src/ (tsx) and dist/ alike:
+ * `web/` beside the gateway's dist/ (the production install and the image: scripts/k8s/prod-install.sh),
+ * else the workspace's build of `apps/web`.
+ */
+export const DEFAULT_WEB_ROOTS = [
+  fileURLToPath(new URL('../web/', import.meta.url)),
+  fileURLToPath(new URL('../../../apps/web/dist/', import.meta.url)),
+]
 
 /**
  * The app's Content-Security-Policy: scripts, styles, images and API calls from this origin only; no
@@ -33,7 +40,7 @@ export const WEB_CSP = [
 const IMMUTABLE = 'public, max-age=31536000, immutable'
 
 export interface WebOptions {
-  /** Directory of the built app (index.html + assets/); empty = DEFAULT_WEB_ROOT. */
+  /** Directory of the built app (index.html + assets/); empty = the first of DEFAULT_WEB_ROOTS that has one. */
   root: string
 }
 
@@ -54,7 +61,10 @@ function securityHeaders(reply: FastifyReply) {
  * Without a build (`pnpm build` not run) nothing is registered and /app/ answers 404, with a warning.
  */
 async function web(app: FastifyInstance, options: WebOptions) {
-  const root = resolve(options.root || DEFAULT_WEB_ROOT)
+  const candidates = options.root ? [options.root] : DEFAULT_WEB_ROOTS
+  const root = resolve(
+    candidates.find((dir) => existsSync(join(dir, 'index.html'))) ?? (candidates[0] as string),
+  )
   if (!existsSync(join(root, 'index.html'))) {
     app.log.warn({ root }, `web app not built (no index.html in ${root}): ${WEB_PREFIX} answers 404`)
     return

@@ -11,6 +11,8 @@ export interface LoadReport {
 }
 
 export interface Load {
+  /** The report so far (the load goes on). */
+  snapshot(): LoadReport
   stop(): Promise<LoadReport>
 }
 
@@ -77,6 +79,7 @@ export function startLoad(
   }
   const workers = Array.from({ length: options.workers ?? 4 }, (_, n) => worker(n))
   return {
+    snapshot: () => report,
     async stop() {
       running = false
       await Promise.all(workers)
