@@ -195,16 +195,22 @@ export const serviceKit = fp<ServiceKitOptions>(
       if (app.readiness.shuttingDown) reply.header('connection', 'close')
       done(null, payload)
     })
+    // The access log line goes through a child logger without redaction: its fields are fixed (request id,
+    // method, URL, status, duration) and carry nothing the redaction paths name, while pino's redaction with
+    // the kit's wildcard paths is most of a line's cost — measured 13–15 µs of CPU per request with it, 4–6 µs
+    // without (docs/benchmarks-gateway.md). Every other line keeps the redaction.
+    const accessLog = app.log.child({}, { redact: { paths: [] } })
     // Callback-style hooks: they run on every request, and a callback costs no promise.
     app.addHook('onResponse', (request, reply, done) => {
       const fields = {
+        request_id: request.id,
         method: request.method,
         url: request.url,
         status: reply.statusCode,
         duration_ms: Math.round(reply.elapsedTime * 100) / 100,
       }
-      if (request.routeOptions.config?.probe) request.log.debug(fields, 'request completed')
-      else request.log.info(fields, 'request completed')
+      if (request.routeOptions.config?.probe) accessLog.debug(fields, 'request completed')
+      else accessLog.info(fields, 'request completed')
       done()
     })
 

@@ -330,5 +330,5 @@ describe('isolation', () => {
     for (const q of [0.5, 0.9]) {
       expect(at(during, q)).toBeLessThan(Math.max(at(before, q) * 3, at(before, q) + 50))
     }
-  })
+  }, 60_000)
 })
