@@ -9,7 +9,8 @@ export default defineConfig({
   test: {
     globalSetup: ['./packages/testing/src/global-setup.ts'],
     include: ['apps/*/test/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts'],
-    testTimeout: 20_000,
+    // Generous: a test that starts service processes takes well over 20 s on a busy 2-core machine.
+    testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
   },
