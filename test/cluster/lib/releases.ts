@@ -86,7 +86,10 @@ export const OPEN: Release = {
   ],
 }
 
-export const dbSecret = (release: string, service: string) => `${release}-${service}-awkward-db`
+/** The open release's own database Secret of a service. */
+export function dbSecret(release: string, service: string): string {
+  return `${release}-${service}-awkward-db`
+}
 
 /** Creates the open release's database Secrets once (kept: the data on the PVCs was made with them). */
 export async function ensureAwkwardSecrets(release: Release): Promise<void> {
