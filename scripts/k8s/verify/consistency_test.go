@@ -54,6 +54,7 @@ type plan struct {
 	port       int
 	env        map[string]string
 	dir        string
+	metricsURL string // where the render tells Prometheus to scrape (set by checkProbes)
 }
 
 func runConsistency(t *testing.T, r *Render, prodRoot, repoRoot string) {
@@ -398,7 +399,8 @@ func checkProbes(t *testing.T, r *Render, p *plan, rn *running) {
 	if metricsPort == 0 || metricsPath == "" {
 		t.Fatalf("%s: the render tells Prometheus no metrics port and path", p.name)
 	}
-	status, body, header, err := get(fmt.Sprintf("http://127.0.0.1:%d%s", metricsPort, metricsPath))
+	p.metricsURL = fmt.Sprintf("http://127.0.0.1:%d%s", metricsPort, metricsPath)
+	status, body, header, err := get(p.metricsURL)
 	if err != nil || status != 200 || !strings.HasPrefix(header.Get("Content-Type"), "text/plain") || !strings.Contains(body, "# TYPE ") {
 		t.Fatalf("%s: metrics at :%d%s answered %d %v (%s)", p.name, metricsPort, metricsPath, status, err, header.Get("Content-Type"))
 	}
@@ -511,9 +513,9 @@ func runHelmTests(t *testing.T, r *Render, gw *plan, hostPorts map[string]int) {
 	}
 }
 
-// measureMemory puts a bounded load on every process (readiness, which queries the database, metrics and
-// the OpenAPI document: the routes no rate limit guards; the gateway's proxied routes are rate limited per
-// client, so its proxy path is measured by its own benchmarks) and compares each process's peak RSS with
+// measureMemory puts a bounded load on every process (readiness, which queries the database, metrics where
+// Prometheus scrapes them and the OpenAPI document: the routes no rate limit guards; the gateway's proxied
+// routes are rate limited per client, so its proxy path is measured by its own benchmarks) and compares each process's peak RSS with
 // the memory limit its Deployment renders, with NODE_OPTIONS as rendered.
 func measureMemory(t *testing.T, gw *plan, plans []*plan, procs map[string]*running) {
 	const workers, perWorker = 16, 500
@@ -522,9 +524,10 @@ func measureMemory(t *testing.T, gw *plan, plans []*plan, procs map[string]*runn
 	client := &http.Client{Timeout: 5 * time.Second, Transport: transport}
 	var urls []string
 	for _, p := range plans {
-		for _, path := range []string{p.container.ReadinessProbe.HTTPGet.Path, "/metrics", "/openapi.json"} {
+		for _, path := range []string{p.container.ReadinessProbe.HTTPGet.Path, "/openapi.json"} {
 			urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path))
 		}
+		urls = append(urls, p.metricsURL)
 	}
 	began := time.Now()
 	var wg sync.WaitGroup
