@@ -10,6 +10,7 @@ import {
 import { LRUCache } from 'lru-cache'
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, requireJwksUrl } from './config.js'
 import { AuthError, type Principal, ROLES, type Role } from './principal.js'
+import type { RevocationList } from './revocations.js'
 
 /** The one signature algorithm we accept. Pinning it is what rejects `alg: none` and HS256-with-the-public-key. */
 export const ALGORITHMS = ['EdDSA']
@@ -33,6 +34,11 @@ export interface VerifierOptions {
   cacheMaxEntries?: number
   /** A verified token is re-verified at the latest after this long (and never past its `exp`). Default 60 s. */
   cacheMaxAgeMs?: number
+  /**
+   * Per-user revocations (TokenRevocations, fed by `users.user.tokens_revoked` events): a token issued
+   * before its user's `valid_after` is refused, cached or not.
+   */
+  revocations?: RevocationList
 }
 
 export interface Verifier {
@@ -49,7 +55,22 @@ export interface VerifiedToken {
   readonly principal: Principal
   /** Epoch milliseconds after which the token must be verified again. */
   readonly until: number
+  /** The token's `iat` in epoch seconds (fractional when the issuer wrote milliseconds; 0 without one). */
+  readonly issuedAt: number
 }
+
+const issuedAtOf = new WeakMap<Principal, number>()
+
+/** The `iat` (epoch seconds) of the token a principal came from, if this package's verifier verified it. */
+export function tokenIssuedAt(principal: Principal): number | undefined {
+  return issuedAtOf.get(principal)
+}
+
+const revokedError = () =>
+  new AuthError(
+    'revoked',
+    'The access token has been revoked (password or role changed, signed out, or account deleted); sign in again',
+  )
 
 // A compact JWS: three base64url segments. Checked before any crypto so junk is refused for nothing.
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
@@ -143,6 +164,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
   }
   const maxEntries = options.cacheMaxEntries ?? 10_000
   const maxAgeMs = options.cacheMaxAgeMs ?? 60_000
+  const revocations = options.revocations
   const cache = maxEntries > 0 ? new LRUCache<string, VerifiedToken>({ max: maxEntries }) : null
   const inFlight = new Map<string, Promise<Principal>>()
 
@@ -150,9 +172,12 @@ export function createVerifier(options: VerifierOptions): Verifier {
     try {
       const { payload } = await jwtVerify(token, keys, verifyOptions)
       const principal = principalFrom(payload)
+      const issuedAt = typeof payload.iat === 'number' ? payload.iat : 0
+      if (revocations?.isRevoked(principal.id, issuedAt)) throw revokedError()
+      issuedAtOf.set(principal, issuedAt)
       const now = Date.now()
       const until = Math.min((payload.exp as number) * 1000, now + maxAgeMs)
-      if (cache && until > now) cache.set(token, { principal, until }, { ttl: until - now })
+      if (cache && until > now) cache.set(token, { principal, until, issuedAt }, { ttl: until - now })
       return principal
     } catch (error) {
       throw authErrorFrom(error)
@@ -160,7 +185,12 @@ export function createVerifier(options: VerifierOptions): Verifier {
   }
 
   function peekEntry(token: string): VerifiedToken | undefined {
-    return cache?.get(token)
+    const cached = cache?.get(token)
+    if (!cached) return undefined
+    // A revocation applies to cached verdicts at once: the cache never lets a revoked token through.
+    if (!revocations?.isRevoked(cached.principal.id, cached.issuedAt)) return cached
+    cache?.delete(token)
+    return undefined
   }
 
   function peek(token: string): Principal | undefined {

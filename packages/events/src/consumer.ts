@@ -8,6 +8,7 @@ import type { EventType } from './catalog.js'
 import { STREAMS } from './catalog.js'
 import { type EventEnvelope, InvalidEvent, parseEvent } from './envelope.js'
 import type { InboxDatabase } from './tables.js'
+import { tracedProcess } from './tracing.js'
 
 export type EventHandler<T extends EventType = EventType> = (
   event: EventEnvelope<T>,
@@ -192,7 +193,13 @@ export class EventConsumer {
     }
     for (let attempt = 1; ; attempt++) {
       try {
-        const applied = await this.apply(event, handler)
+        const applied = await tracedProcess(
+          consumer,
+          message.subject,
+          message.headers,
+          { messageId: event.id, deliveryCount: message.info.deliveryCount },
+          () => this.apply(event, handler),
+        )
         await message.ackAck().catch(() => {
           // Not confirmed: it will be redelivered and the inbox will say it is done.
         })

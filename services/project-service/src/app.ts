@@ -1,4 +1,4 @@
-import { authPlugin, verifierFromConfig } from '@task-manager/auth'
+import { authPlugin, TokenRevocations, verifierFromConfig } from '@task-manager/auth'
 import { Outbox, STREAMS, setUpServiceEvents } from '@task-manager/events'
 import {
   type App,
@@ -37,7 +37,9 @@ export interface ProjectAppOptions {
 export default fp(projectApp, { name: 'project-service', fastify: '5.x' })
 
 async function projectApp(app: App, { config }: ProjectAppOptions) {
-  const verifier = verifierFromConfig(config)
+  // Revoked tokens (users.user.tokens_revoked, followed below) are refused, cached or not.
+  const revocations = new TokenRevocations()
+  const verifier = verifierFromConfig(config, { revocations })
   await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
 
   const database = await setUpServiceDatabase<ProjectDatabase>(app, {
@@ -83,6 +85,7 @@ async function projectApp(app: App, { config }: ProjectAppOptions) {
         onApplied: () => outbox.committed(),
       },
     ],
+    revocations,
   })
 
   await app.register(async (routes) => {

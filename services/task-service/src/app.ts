@@ -1,5 +1,5 @@
 import rateLimit from '@fastify/rate-limit'
-import { authPlugin, verifierFromConfig } from '@task-manager/auth'
+import { authPlugin, TokenRevocations, verifierFromConfig } from '@task-manager/auth'
 import { STREAMS, setUpServiceEvents } from '@task-manager/events'
 import {
   type App,
@@ -39,7 +39,12 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
     migrations,
   })
 
-  await app.register(authPlugin, { mode: config.AUTH_MODE, verifier: verifierFromConfig(config) })
+  // Revoked tokens (users.user.tokens_revoked, followed below) are refused, cached or not.
+  const revocations = new TokenRevocations()
+  await app.register(authPlugin, {
+    mode: config.AUTH_MODE,
+    verifier: verifierFromConfig(config, { revocations }),
+  })
   const projects = config.PROJECT_SERVICE_URL
     ? new Upstream({
         name: 'project-service',
@@ -56,6 +61,7 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
     config,
     db: database.db,
     consumes: [{ stream: STREAMS.projects, handlers: projectEventHandlers }],
+    revocations,
   })
   const readModel = events ? new MembershipReadModel(database.db) : null
 
