@@ -114,10 +114,14 @@ describe('pnpm start', () => {
       }
       // NATS with JetStream, its store in the data directory; every service and the gateway connected.
       expect(output).toContain(`NATS (JetStream)   nats://127.0.0.1:${natsPort}`)
-      const jsz = await (await fetch(`http://127.0.0.1:${natsPort + 4000}/jsz`)).json()
+      const jsz = (await (await fetch(`http://127.0.0.1:${natsPort + 4000}/jsz`)).json()) as {
+        config: { store_dir: string }
+      }
       expect(jsz.config.store_dir).toContain(join(dataDir, 'nats'))
-      const connz = await (await fetch(`http://127.0.0.1:${natsPort + 4000}/connz`)).json()
-      const clients = (connz.connections as { name?: string }[]).map((connection) => connection.name).sort()
+      const connz = (await (await fetch(`http://127.0.0.1:${natsPort + 4000}/connz`)).json()) as {
+        connections: { name?: string }[]
+      }
+      const clients = connz.connections.map((connection) => connection.name).sort()
       expect(clients).toEqual(['gateway', 'project-service', 'task-service', 'user-service'])
       expect(output).toContain('auth mode: required')
       expect(output).toContain(`curl -s localhost:${base + 3}/auth/token`)
