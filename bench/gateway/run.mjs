@@ -6,12 +6,12 @@
 // spent per request (from /proc, user + system), and latency at a moderate fixed rate against the upstream alone.
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
+import { nginxProxy } from '../nginx.ts'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const gatewayDir = join(here, '..', '..', 'services', 'gateway')
@@ -261,32 +261,12 @@ async function main() {
   rows.push(await measure('upstream alone (no proxy)', `${upstreamUrl}/tasks/1`, upstream.pid, headers))
 
   // nginx: one worker (one core), keep-alive to the upstream.
-  const prefix = mkdtempSync(join(tmpdir(), 'bench-nginx-'))
-  writeFileSync(
-    join(prefix, 'nginx.conf'),
-    `worker_processes 1;
-daemon off;
-pid ${prefix}/nginx.pid;
-error_log stderr warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 128; }
-  server {
-    listen 127.0.0.1:18081;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-`,
-  )
-  const nginx = pinned('nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', 'stderr'])
+  const proxy = nginxProxy(upstreamPort, 18081)
+  const nginx = pinned('nginx', proxy.args)
   await sleep(500)
   rows.push(await measure('nginx (1 worker)', 'http://127.0.0.1:18081/tasks/1', nginx.pid, headers))
   await stop(nginx)
+  rmSync(proxy.dir, { recursive: true, force: true })
 
   // Every Node proxy runs with the gateway's deployed runtime settings, so that the rows differ in code only;
   // the last two gateway rows show what those settings are worth.

@@ -7,6 +7,7 @@ import {
   type JWTVerifyGetKey,
   jwtVerify,
 } from 'jose'
+import { LRUCache } from 'lru-cache'
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, requireJwksUrl } from './config.js'
 import { AuthError, type Principal, ROLES, type Role } from './principal.js'
 import type { RevocationList } from './revocations.js'
@@ -135,10 +136,9 @@ function authErrorFrom(error: unknown): AuthError {
  * Verifies EdDSA access tokens against the issuer's JWKS: `iss`, `aud` and `exp` required and checked
  * with a small clock tolerance; keys cached and refetched on an unknown `kid` at most once per cooldown.
  *
- * Verified tokens are remembered in a small bounded map: the gateway verifies every request and an
- * Ed25519 verification costs more than its whole per-request CPU budget. jose has no such cache (it
- * caches keys, not results), so it is written here: a Map with insertion-order eviction is the
- * cheapest structure that stays bounded.
+ * Verified tokens are remembered in a bounded cache (lru-cache, each entry living until the earlier of
+ * its `exp` and `cacheMaxAgeMs`): the gateway verifies every request and an Ed25519 verification costs
+ * more than its whole per-request CPU budget. jose caches keys, not verdicts.
  */
 export function createVerifier(options: VerifierOptions): Verifier {
   let keys: JWTVerifyGetKey
@@ -165,7 +165,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const maxEntries = options.cacheMaxEntries ?? 10_000
   const maxAgeMs = options.cacheMaxAgeMs ?? 60_000
   const revocations = options.revocations
-  const cache = new Map<string, VerifiedToken>()
+  const cache = maxEntries > 0 ? new LRUCache<string, VerifiedToken>({ max: maxEntries }) : null
   const inFlight = new Map<string, Promise<Principal>>()
 
   async function verifyUncached(token: string): Promise<Principal> {
@@ -175,14 +175,9 @@ export function createVerifier(options: VerifierOptions): Verifier {
       const issuedAt = typeof payload.iat === 'number' ? payload.iat : 0
       if (revocations?.isRevoked(principal.id, issuedAt)) throw revokedError()
       issuedAtOf.set(principal, issuedAt)
-      const until = Math.min((payload.exp as number) * 1000, Date.now() + maxAgeMs)
-      if (maxEntries > 0 && until > Date.now()) {
-        if (cache.size >= maxEntries) {
-          const oldest = cache.keys().next().value
-          if (oldest !== undefined) cache.delete(oldest)
-        }
-        cache.set(token, { principal, until, issuedAt })
-      }
+      const now = Date.now()
+      const until = Math.min((payload.exp as number) * 1000, now + maxAgeMs)
+      if (cache && until > now) cache.set(token, { principal, until, issuedAt }, { ttl: until - now })
       return principal
     } catch (error) {
       throw authErrorFrom(error)
@@ -190,12 +185,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
   }
 
   function peekEntry(token: string): VerifiedToken | undefined {
-    const cached = cache.get(token)
+    const cached = cache?.get(token)
     if (!cached) return undefined
     // A revocation applies to cached verdicts at once: the cache never lets a revoked token through.
-    if (cached.until > Date.now() && !revocations?.isRevoked(cached.principal.id, cached.issuedAt))
-      return cached
-    cache.delete(token)
+    if (!revocations?.isRevoked(cached.principal.id, cached.issuedAt)) return cached
+    cache?.delete(token)
     return undefined
   }
 

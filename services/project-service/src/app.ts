@@ -14,6 +14,7 @@ import { migrations } from './db/migrations/index.js'
 import type { ProjectDatabase } from './db/schema.js'
 import { onUserDeleted } from './events/user-deleted.js'
 import type { Caller } from './projects/access.js'
+import { memberRoutes } from './projects/member-routes.js'
 import { ProjectRepository } from './projects/repository.js'
 import { projectRoutes } from './projects/routes.js'
 import { UserDirectory } from './users/client.js'
@@ -89,11 +90,8 @@ async function projectApp(app: App, { config }: ProjectAppOptions) {
 
   await app.register(async (routes) => {
     routes.addHook('preHandler', routes.authenticate)
-    await routes.register(projectRoutes, {
-      repository,
-      users,
-      callerOf,
-      maxMembersPerProject: config.MAX_MEMBERS_PER_PROJECT,
-    })
+    const options = { repository, users, callerOf, maxMembersPerProject: config.MAX_MEMBERS_PER_PROJECT }
+    await routes.register(projectRoutes, options)
+    await routes.register(memberRoutes, options)
   })
 }
