@@ -1,6 +1,10 @@
-{{/* The service's name, e.g. task-service. */}}
+{{/*
+The service's name, e.g. task-service: `name`, else the alias the umbrella chart gives this chart (Helm names an
+aliased dependency after its alias). A standalone install of the chart itself has to set it.
+*/}}
 {{- define "ms.name" -}}
-{{- required "name is required (task-service, user-service, project-service or gateway)" .Values.name | trunc 63 | trimSuffix "-" -}}
+{{- $name := .Values.name | default (ternary "" .Chart.Name (eq .Chart.Name "microservice")) -}}
+{{- required "name is required (task-service, user-service, project-service or gateway)" $name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/*
