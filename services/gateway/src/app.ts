@@ -1,7 +1,7 @@
 import cors from '@fastify/cors'
 import { TokenRevocations, type Verifier, verifierFromConfig } from '@task-manager/auth'
 import { setUpServiceEvents } from '@task-manager/events'
-import { type App, optionalRedis, serviceKit } from '@task-manager/service-kit'
+import { type App, optionalRedis, serviceIdentity, serviceKit } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import { ServiceBackend } from './backend.js'
 import type { GatewayConfig } from './config.js'
@@ -11,11 +11,10 @@ import { gatewayMetrics } from './metrics.js'
 import { proxyRoutes } from './proxy-routes.js'
 import { webApp } from './web.js'
 
-export const identity = {
-  service: 'gateway',
-  version: process.env.npm_package_version ?? '0.1.0',
-  description: 'API gateway of the Task Manager: the one entry point for clients',
-}
+export const identity = serviceIdentity(
+  'gateway',
+  'API gateway of the Task Manager: the one entry point for clients',
+)
 
 export interface GatewayAppOptions {
   config: GatewayConfig

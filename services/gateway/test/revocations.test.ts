@@ -2,15 +2,13 @@ import { EventBus, newEvent } from '@task-manager/events'
 import { useNatsServer } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { call, sleep, startGateway, type TestGateway, testIssuer } from './helpers.js'
-import { startUpstream, type TestUpstream } from './upstream-server.js'
+import { startServices, type TestServices } from './upstream-server.js'
 
 // The gateway against a real nats-server: it follows users.user.tokens_revoked / users.user.deleted
 // into its revocation list, and refuses a revoked token (401 problem+json) even though it verified and
 // cached that token before. A gateway started after the revocation replays it.
 const nats = useNatsServer()
-let tasks: TestUpstream
-let users: TestUpstream
-let projects: TestUpstream
+let services: TestServices
 let gateway: TestGateway
 let late: TestGateway | undefined
 let bus: EventBus
@@ -19,21 +17,12 @@ let env: Record<string, string>
 
 beforeAll(async () => {
   issuer = await testIssuer()
-  tasks = await startUpstream('task-service')
-  users = await startUpstream('user-service')
-  projects = await startUpstream('project-service')
-  users.behave((req, res) => {
-    if (req.url !== '/.well-known/jwks.json') return false
-    res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(JSON.stringify(issuer.jwks))
-    return true
-  })
+  // The user-service publishes the issuer's keys; the gateway finds them at USER_SERVICE_URL/.well-known/jwks.json.
+  services = await startServices(issuer.jwks)
   env = {
     AUTH_MODE: 'required',
     RATE_LIMIT_ENABLED: 'false',
-    TASK_SERVICE_URL: tasks.url,
-    USER_SERVICE_URL: users.url,
-    PROJECT_SERVICE_URL: projects.url,
+    ...services.env,
     NATS_URL: nats.url,
   }
   gateway = await startGateway(env)
@@ -44,7 +33,7 @@ afterAll(async () => {
   await late?.close()
   await gateway?.close()
   await bus?.close()
-  await Promise.all([tasks?.close(), users?.close(), projects?.close()])
+  await services?.close()
 })
 
 const get = (base: string, token: string) =>

@@ -2,6 +2,7 @@ import { authPlugin, TokenRevocations, verifierFromConfig } from '@task-manager/
 import { Outbox, STREAMS, setUpServiceEvents } from '@task-manager/events'
 import {
   type App,
+  serviceIdentity,
   serviceKit,
   setUpServiceDatabase,
   Upstream,
@@ -19,11 +20,10 @@ import { ProjectRepository } from './projects/repository.js'
 import { projectRoutes } from './projects/routes.js'
 import { UserDirectory } from './users/client.js'
 
-export const identity = {
-  service: 'project-service',
-  version: process.env.npm_package_version ?? '0.1.0',
-  description: 'Projects of the Task Manager, their members, and the membership lookup other services ask',
-}
+export const identity = serviceIdentity(
+  'project-service',
+  'Projects of the Task Manager, their members, and the membership lookup other services ask',
+)
 
 export interface ProjectAppOptions {
   config: ProjectServiceConfig

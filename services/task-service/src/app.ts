@@ -4,6 +4,7 @@ import { STREAMS, setUpServiceEvents } from '@task-manager/events'
 import {
   type App,
   Bulkhead,
+  serviceIdentity,
   serviceKit,
   setUpServiceDatabase,
   Upstream,
@@ -19,11 +20,10 @@ import { MembershipReadModel } from './tasks/memberships.js'
 import { SEARCH_REFUSAL, TaskRepository } from './tasks/repository.js'
 import { taskRoutes } from './tasks/routes.js'
 
-export const identity = {
-  service: 'task-service',
-  version: process.env.npm_package_version ?? '0.1.0',
-  description: 'Tasks of the Task Manager: CRUD, filters, keyset pagination, optimistic concurrency',
-}
+export const identity = serviceIdentity(
+  'task-service',
+  'Tasks of the Task Manager: CRUD, filters, keyset pagination, optimistic concurrency',
+)
 
 export interface TaskAppOptions {
   config: TaskServiceConfig

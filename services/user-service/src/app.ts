@@ -2,7 +2,13 @@ import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
 import { AuthError, authPlugin, createVerifier, tokenIssuedAt } from '@task-manager/auth'
 import { Outbox, STREAMS, setUpServiceEvents } from '@task-manager/events'
-import { type App, optionalRedis, serviceKit, setUpServiceDatabase } from '@task-manager/service-kit'
+import {
+  type App,
+  optionalRedis,
+  serviceIdentity,
+  serviceKit,
+  setUpServiceDatabase,
+} from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import type { UserServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
@@ -14,12 +20,10 @@ import { LoginLock } from './users/login-lock.js'
 import { UserRepository } from './users/repository.js'
 import { userRoutes } from './users/routes.js'
 
-export const identity = {
-  service: 'user-service',
-  version: process.env.npm_package_version ?? '0.1.0',
-  description:
-    'Users of the Task Manager: registration, login, profiles; issues the access tokens (EdDSA, JWKS)',
-}
+export const identity = serviceIdentity(
+  'user-service',
+  'Users of the Task Manager: registration, login, profiles; issues the access tokens (EdDSA, JWKS)',
+)
 
 export interface UserAppOptions {
   config: UserServiceConfig
