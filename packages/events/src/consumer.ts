@@ -94,6 +94,10 @@ export class EventConsumer {
   private readonly isTransient: (error: unknown) => boolean
   private messages: ConsumerMessages | null = null
   private stopped = false
+  private wakeOnStop: () => void = () => {}
+  private readonly stopSignal = new Promise<void>((resolve) => {
+    this.wakeOnStop = resolve
+  })
   private loop: Promise<void> | null = null
   private readonly metrics: ReturnType<typeof createMetrics>
 
@@ -116,6 +120,7 @@ export class EventConsumer {
 
   async stop(): Promise<void> {
     this.stopped = true
+    this.wakeOnStop()
     await this.messages?.close().catch(() => {})
     await this.loop
   }
@@ -147,7 +152,8 @@ export class EventConsumer {
   }
 
   private async run(): Promise<void> {
-    await this.options.bus.ready.catch(() => {})
+    // Not past stop(): a broker that never answers must not hold a shutdown.
+    await Promise.race([this.options.bus.ready.catch(() => {}), this.stopSignal])
     let announced = false
     while (!this.stopped) {
       try {
