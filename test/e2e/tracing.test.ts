@@ -204,6 +204,31 @@ describe('one trace per request, across every hop', () => {
     const lookup = databaseSpans(spans, 'task-service').find((span) => span.attributes['db.postgresql.plan'])
     expect(lookup?.name, describeTrace(spans)).toBe('pg.query:task_service_member_role tasks')
 
+    // Exemplars: a scrape asking for OpenMetrics shows, on the request histogram's bucket that counted this
+    // request, its trace id (gateway and task-service); a plain Prometheus scrape has none.
+    const openMetrics = 'application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3'
+    for (const [service, route] of [
+      ['gateway', 'POST'],
+      ['task-service', 'route="/tasks"'],
+    ] as const) {
+      const scrape = await fetch(`${system.services[service].url}/metrics`, {
+        headers: { accept: openMetrics },
+      })
+      expect(scrape.headers.get('content-type')).toMatch(/^application\/openmetrics-text; version=1\.0\.0/)
+      const text = await scrape.text()
+      const exemplar = text
+        .split('\n')
+        .find(
+          (line) => line.startsWith('http_server_request_duration_seconds_bucket{') && line.includes(traceId),
+        )
+      expect(exemplar, `${service}: no exemplar with trace ${traceId}`).toBeDefined()
+      expect(exemplar).toContain(route)
+      expect(exemplar).toMatch(new RegExp(`\\} \\d+ # \\{trace_id="${traceId}"\\} [0-9.e-]+ [0-9.]+$`))
+      const plain = await (await fetch(`${system.services[service].url}/metrics`)).text()
+      expect(plain).not.toContain(' # {')
+      expect(plain).toContain('http_server_request_duration_seconds_bucket{')
+    }
+
     // Every log line of the request, in every service, carries the trace id and the span of its service.
     const requestId = created.headers.get('x-request-id') as string
     const lines = logLinesOf(requestId)

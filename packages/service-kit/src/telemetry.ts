@@ -1,4 +1,4 @@
-import { isSpanContextValid, type SpanContext, trace } from '@opentelemetry/api'
+import { isSpanContextValid, type SpanContext, TraceFlags, trace } from '@opentelemetry/api'
 
 /**
  * What the kit needs to know about tracing at run time, shared between the `--import` entry (instrument.ts,
@@ -91,6 +91,13 @@ export function withRequestSpan<T extends object>(fields: T, requestLog: object)
   const context = (requestLog as SpanHolder)[LOG_SPAN_CONTEXT]
   if (context !== undefined) (fields as SpanHolder)[LOG_SPAN_CONTEXT] = context
   return fields
+}
+
+/** The trace id of a request's span when that span is sampled (an exemplar worth keeping), else undefined. */
+export function requestTraceId(requestLog: object): string | undefined {
+  const context = (requestLog as SpanHolder)[LOG_SPAN_CONTEXT]
+  if (context === undefined || (context.traceFlags & TraceFlags.SAMPLED) === 0) return undefined
+  return context.traceId
 }
 
 /** Ties a request's logger to the request's span (the active span when the kit's onRequest hook runs). */
