@@ -15,6 +15,7 @@ import type { UserDirectory } from '../users/client.js'
 import { assertMay, assertVisible, type Caller, notAMember, projectNotFound } from './access.js'
 import { type LockedProject, type ProjectRepository, toMember, toProject } from './repository.js'
 import {
+  AuthenticatedProjectInput,
   Member,
   MemberInput,
   MemberParams,
@@ -84,7 +85,8 @@ export async function projectRoutes(
       schema: {
         tags,
         summary: 'Create a project; the caller becomes its owner',
-        body: ProjectInput,
+        // One schema per mode, so the document of each says what it accepts.
+        body: (app.authMode === 'disabled' ? ProjectInput : AuthenticatedProjectInput) as typeof ProjectInput,
         response: { 201: Project, ...problems(401, 422, 503) },
       },
     },
