@@ -1,7 +1,7 @@
 // The text search at scale: 200k tasks in one project, `GET /tasks?q=` pages, and the plain reads of other users
 // while 30 searches run at once (docs/benchmarks.md, "Text search at 200k tasks").
-//   pnpm --filter @task-manager/bench search            # about 5 minutes on 2 cores; writes bench-results/search.json
-//   pnpm --filter @task-manager/bench search -- --smoke # about a minute: 2k tasks, short phases; proves it still works
+//   pnpm --filter @task-manager/bench run search            # about 5 minutes on 2 cores; writes bench-results/search.json
+//   pnpm --filter @task-manager/bench run search --smoke    # about a minute: 2k tasks, short phases; proves it still works
 // Starts the whole system with the `pnpm start` launcher (embedded PostgreSQL, the four services, authentication on)
 // in a throw-away data directory on free ports of 127.0.0.1, seeds the tasks with one INSERT into the
 // task-service's own database, then measures against the task-service directly (the gateway's per-client rate

@@ -181,7 +181,7 @@ describe('JSON bodies are taken as typed', () => {
     const response = await fetch(`${base}/tasks`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: `{"title":"Proto","project_id":${validTask.project_id},"__proto__":{"admin":true}}`,
+      body: `{"title":"Proto","project_id":${validTask.project_id},"user_id":${validTask.user_id},"__proto__":{"admin":true}}`,
     })
     expect(response.status).toBe(201)
     expect(await response.json()).not.toHaveProperty('admin')
