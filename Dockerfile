@@ -66,7 +66,7 @@ CMD ["node", "--import", "@task-manager/service-kit/instrument", "dist/server.js
 FROM runtime AS gateway
 # /deploy/gateway/web is the web app's static build (prod-install.sh), served under /app/ (docs/web.md).
 COPY --from=build /deploy/gateway/ /app/
-# The gateway's runtime flags, as its chart preset sets them (why: charts/microservice/presets/gateway.yaml).
+# The gateway's runtime flags: the chart's nodeRuntime.gateway (why: charts/microservice/values.yaml).
 ENV PORT=8006 \
     WEB_ROOT=/app/web \
     NODE_OPTIONS="--max-semi-space-size=4"

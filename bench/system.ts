@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 // Relative imports: scripts/ is not a workspace package, so it reaches the sources directly.
 import { createDatabase } from '@task-manager/service-kit'
 import { freePort, startEmbeddedPostgres } from '@task-manager/testing'
+import { nginxProxy } from './nginx.js'
 
 const smoke = process.argv.includes('--smoke')
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? (smoke ? 1 : 8))
@@ -624,31 +625,8 @@ async function phase(label: string, nodeOptions: string, full: boolean) {
     )
     if (!tools.nginx) skip('nginx in front of the task-service', 'nginx is missing (apt-get install nginx)')
     else {
-      const prefix = mkdtempSync(join(tmpdir(), 'task-manager-bench-nginx-'))
-      writeFileSync(
-        join(prefix, 'nginx.conf'),
-        `worker_processes 1;
-daemon off;
-pid ${prefix}/nginx.pid;
-error_log stderr warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${prefix}/body;
-  proxy_temp_path ${prefix}/proxy;
-  upstream app { server 127.0.0.1:${PORTS.task}; keepalive 128; }
-  server {
-    listen 127.0.0.1:${PORTS.nginx};
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-`,
-      )
-      const [command, args] = pin(SERVER_CPU, 'nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf')])
+      const proxy = nginxProxy(PORTS.task, PORTS.nginx)
+      const [command, args] = pin(SERVER_CPU, 'nginx', proxy.args)
       const nginx = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'] })
       running.push(nginx)
       for (let i = 0; i < 100; i++) {
@@ -668,7 +646,7 @@ http {
         nginx.pid as number,
       )
       await stop(nginx)
-      rmSync(prefix, { recursive: true, force: true })
+      rmSync(proxy.dir, { recursive: true, force: true })
     }
     // The task API through the gateway with authentication on.
     figures['API: GET /tasks/{id}'] = await runFigure(

@@ -6,12 +6,13 @@
 // spent per request (from /proc, user + system), and latency at a moderate fixed rate against the upstream alone.
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
+import { parse } from 'yaml'
+import { nginxProxy } from '../nginx.ts'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
 const gatewayDir = join(here, '..', '..', 'services', 'gateway')
@@ -30,24 +31,18 @@ const children = []
 const log = (message) => process.stderr.write(`[bench] ${message}\n`)
 
 /**
- * The gateway's runtime settings as deployed: the `nodeFlags` and `nodeOptions` of its chart preset (the Dockerfile
- * and the umbrella chart are held to the same by scripts/k8s/verify), and the chart's default NODE_OPTIONS, which
- * the other services run with.
+ * The gateway's runtime settings as deployed: its entry of the chart's `nodeRuntime` (the Dockerfile is held to the
+ * same by scripts/k8s/verify), and the `default` entry, which the other services run with.
  */
 function chartRuntime() {
-  const chart = join(gatewayDir, '..', '..', 'charts', 'microservice')
-  const preset = readFileSync(join(chart, 'presets', 'gateway.yaml'), 'utf8')
-  const defaults = readFileSync(join(chart, 'values.yaml'), 'utf8')
-  const field = (text, name) => new RegExp(`^${name}: (.*)$`, 'm').exec(text)?.[1]?.trim()
+  const values = readFileSync(join(gatewayDir, '..', '..', 'charts', 'microservice', 'values.yaml'), 'utf8')
+  const { nodeRuntime, resources } = parse(values)
+  const runtime = (entry) => ({ flags: entry.flags, nodeOptions: entry.options })
   return {
-    gateway: {
-      flags: JSON.parse(field(preset, 'nodeFlags') ?? '[]'),
-      nodeOptions: field(preset, 'nodeOptions') ?? '',
-    },
-    fleet: { flags: [], nodeOptions: field(defaults, 'nodeOptions') ?? '' },
+    gateway: runtime(nodeRuntime.gateway ?? nodeRuntime.default),
+    fleet: runtime(nodeRuntime.default),
     defaults: { flags: [], nodeOptions: '' },
-    // resources.limits.memory, the first limits block of the values.
-    memoryLimitMi: Number(/^ {2}limits:\n(?: {4}.*\n)*? {4}memory: (\d+)Mi$/m.exec(defaults)?.[1] ?? 0),
+    memoryLimitMi: Number(/^(\d+)Mi$/.exec(resources.limits.memory)?.[1] ?? 0),
   }
 }
 const RUNTIME = chartRuntime()
@@ -261,32 +256,12 @@ async function main() {
   rows.push(await measure('upstream alone (no proxy)', `${upstreamUrl}/tasks/1`, upstream.pid, headers))
 
   // nginx: one worker (one core), keep-alive to the upstream.
-  const prefix = mkdtempSync(join(tmpdir(), 'bench-nginx-'))
-  writeFileSync(
-    join(prefix, 'nginx.conf'),
-    `worker_processes 1;
-daemon off;
-pid ${prefix}/nginx.pid;
-error_log stderr warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 128; }
-  server {
-    listen 127.0.0.1:18081;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-`,
-  )
-  const nginx = pinned('nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', 'stderr'])
+  const proxy = nginxProxy(upstreamPort, 18081)
+  const nginx = pinned('nginx', proxy.args)
   await sleep(500)
   rows.push(await measure('nginx (1 worker)', 'http://127.0.0.1:18081/tasks/1', nginx.pid, headers))
   await stop(nginx)
+  rmSync(proxy.dir, { recursive: true, force: true })
 
   // Every Node proxy runs with the gateway's deployed runtime settings, so that the rows differ in code only;
   // the last two gateway rows show what those settings are worth.
@@ -446,7 +421,7 @@ the upstream's own CPU is not in it. "Capacity vs nginx (from CPU)" compares 1 /
 what one core serving both can do, which stays meaningful when measured req/s is disturbed.
 
 Runtime: every Node proxy runs as the gateway is deployed (${report.runtime ?? 'Node defaults'}; from
-charts/microservice/presets/gateway.yaml), ${report.memoryLimit ? `in a memory cgroup limited to ${report.memoryLimit}, the chart's memory limit, as in a pod (Node sizes V8's heap from it)` : "without the pod's memory limit (no writable memory cgroup where this ran)"}, so the rows differ in code only.
+the chart's nodeRuntime, charts/microservice/values.yaml), ${report.memoryLimit ? `in a memory cgroup limited to ${report.memoryLimit}, the chart's memory limit, as in a pod (Node sizes V8's heap from it)` : "without the pod's memory limit (no writable memory cgroup where this ran)"}, so the rows differ in code only.
 
 ${table}
 

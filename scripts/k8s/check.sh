@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Every offline check of the Kubernetes delivery, in the order a failure is cheapest to read:
-#   1. tools (helm v4, kubeconform, kube-score) built through the Go module proxy, schemas laid out
+#   1. tools (helm v4, kubeconform, kube-score, helm-docs) built through the Go module proxy, schemas laid out
 #   2. helm lint --strict of both charts with every values file
 #   3. helm template over the values matrix -> <tmp>/rendered/<case>.yaml
 #   4. kubeconform: every rendered object against the Kubernetes OpenAPI schemas (strict) and the CRDs
 #   5. kube-score, then our own policy tests (Go, scripts/k8s/verify) on the rendered output
-#   6. k8s/ rendered manifests are what the chart renders today (no drift)
+#   6. k8s/ rendered manifests are what the chart renders today, chart READMEs what helm-docs generates (no drift)
 #   7. each built service: production install into an empty folder, started with the env, port, probes
 #      and commands its Deployment renders, against a real PostgreSQL
 # Needs: Go, Python 3 (pip download of the schema wheel), Node 24 + pnpm, and `pnpm build` done for step 7.
@@ -98,6 +98,9 @@ step "policy tests on the rendered output"
 
 step "k8s/ manifests are up to date with the chart"
 bash scripts/k8s/render.sh --check
+
+step "chart READMEs are what helm-docs generates from values.yaml"
+bash scripts/k8s/docs.sh --check
 
 step "production install + consistency with the rendered Deployments"
 services=()

@@ -23,6 +23,8 @@ render_matrix() { # out-dir
     --set user-service.authMode=disabled --set project-service.authMode=disabled
   render_case tracing "${CRDS[@]}" --set global.tracing.enabled=true \
     --set global.tracing.endpoint=http://jaeger-collector.observability:4318
+  # A JetStream cluster of three NATS servers (routes, PDB, spread).
+  render_case nats-cluster "${CRDS[@]}" --set nats.replicas=3 --set global.nats.streamReplicas=3
   # Each service released on its own from the generic chart.
   for preset in "$ROOT"/charts/microservice/presets/*.yaml; do
     local service

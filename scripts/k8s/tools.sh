@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned Kubernetes tools through the Go module proxy into .tools/bin (cached: a re-run with the
 # same versions builds nothing) and defines lay_out_schemas for the offline JSON schemas.
-# Sourced by check.sh and render.sh; exports HELM, KUBECONFORM, KUBE_SCORE.
+# Sourced by check.sh, render.sh and docs.sh; exports HELM, KUBECONFORM, KUBE_SCORE, HELM_DOCS.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TOOLS="$ROOT/.tools"
@@ -11,6 +11,8 @@ mkdir -p "$BIN" "$TOOLS/cache"
 HELM_VERSION=v4.3.1
 KUBECONFORM_VERSION=v0.8.0
 KUBE_SCORE_VERSION=v1.20.0
+# The chart READMEs are generated from values.yaml (scripts/k8s/docs.sh).
+HELM_DOCS_VERSION=v1.14.2
 # Kubernetes versions every rendered object is validated against: the oldest the charts support
 # (Chart.yaml kubeVersion) and the newest released.
 KUBERNETES_VERSIONS="1.30.0 1.37.0"
@@ -32,6 +34,7 @@ go_tool() { # name module version
 go_tool helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
 go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
 go_tool kube-score github.com/zegl/kube-score/cmd/kube-score "$KUBE_SCORE_VERSION"
+go_tool helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs "$HELM_DOCS_VERSION"
 
 # Our schema converter (scripts/k8s/verify/cmd/schemas), rebuilt when its source changes.
 VERIFY="$ROOT/scripts/k8s/verify"
@@ -63,4 +66,4 @@ lay_out_schemas() {
   done
 }
 
-export HELM="$BIN/helm" KUBECONFORM="$BIN/kubeconform" KUBE_SCORE="$BIN/kube-score" KUBERNETES_VERSIONS
+export HELM="$BIN/helm" KUBECONFORM="$BIN/kubeconform" KUBE_SCORE="$BIN/kube-score" HELM_DOCS="$BIN/helm-docs" KUBERNETES_VERSIONS

@@ -7,6 +7,7 @@ const COLOURS: Record<string, number> = {
   'user-service': 33, // yellow
   'project-service': 32, // green
   postgres: 34, // blue
+  nats: 94, // bright blue
   launcher: 1, // bold
 }
 const LEVEL_COLOURS: Record<string, number> = {

@@ -1,7 +1,8 @@
 // `pnpm start`: the whole Task Manager on this machine. See docs/local-development.md.
 //   pnpm start [--auth required|disabled] [--reset] [--data-dir DIR] [--host IP] [--base-port N]
-//              [--postgres-port N] [--raw-logs] [--tracing]
-// TASK_DATABASE_URL, USER_DATABASE_URL, PROJECT_DATABASE_URL: your own databases instead of the embedded one.
+//              [--postgres-port N] [--nats-port N] [--raw-logs] [--tracing]
+// TASK_DATABASE_URL, USER_DATABASE_URL, PROJECT_DATABASE_URL: your own databases instead of the embedded one;
+// NATS_URL: your own NATS instead of the local nats-server.
 
 import { relative } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -17,8 +18,9 @@ import {
 
 const HELP = `Usage: pnpm start [options]
 
-Starts PostgreSQL (embedded, data in .data/), migrates, and runs task-service :8003, user-service :8004,
-project-service :8005 and the gateway :8006 as separate processes, with their logs interleaved.
+Starts PostgreSQL (embedded, data in .data/) and nats-server with JetStream (store in .data/nats/), migrates,
+and runs task-service :8003, user-service :8004, project-service :8005 and the gateway :8006 as separate
+processes, with their logs interleaved.
 
 Options:
   --auth required|disabled   AUTH_MODE of every service (default required; disabled = the original open API)
@@ -27,6 +29,7 @@ Options:
   --host IP                  interface the services listen on (default 127.0.0.1)
   --base-port N              task-service N, user-service N+1, project-service N+2, gateway N+3 (default 8003)
   --postgres-port N          port of the embedded PostgreSQL (default 54320)
+  --nats-port N              client port of the local nats-server (default 4222; monitoring on N+4000)
   --raw-logs                 print the services' JSON log lines as they are
   --tracing                  send OpenTelemetry traces over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, default
                              http://localhost:4318 (a local Jaeger or collector; docs/operations.md, "Traces")
@@ -35,6 +38,8 @@ Options:
 Environment:
   TASK_DATABASE_URL, USER_DATABASE_URL, PROJECT_DATABASE_URL   a service's own database instead of the
                              embedded server (all three given: no embedded server at all)
+  NATS_URL                   your own NATS with JetStream instead of the local nats-server (one on PATH, else
+                             the pinned version provisioned into .tools/ by scripts/ensure-nats-server.sh)
   OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG, …  OpenTelemetry's own settings;
                              with OTEL_EXPORTER_OTLP_ENDPOINT set, traces are sent without --tracing too
   LOG_LEVEL, ADMIN_EMAIL, ADMIN_PASSWORD, JWT_PRIVATE_KEYS, …  passed on to the services
@@ -55,6 +60,7 @@ const { values } = (() => {
         host: { type: 'string', default: '127.0.0.1' },
         'base-port': { type: 'string', default: '8003' },
         'postgres-port': { type: 'string', default: '54320' },
+        'nats-port': { type: 'string', default: '4222' },
         'raw-logs': { type: 'boolean', default: false },
         tracing: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -77,6 +83,9 @@ const postgresPort = Number(values['postgres-port'])
 if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65532) fail('--base-port must be a port number')
 if (!Number.isInteger(postgresPort) || postgresPort < 1 || postgresPort > 65535)
   fail('--postgres-port must be a port number')
+const natsPort = Number(values['nats-port'])
+if (!Number.isInteger(natsPort) || natsPort < 1 || natsPort > 61535)
+  fail('--nats-port must be a port number (at most 61535: monitoring listens on N+4000)')
 
 const colour = useColour()
 const out = (service: string, line: string) => process.stdout.write(`${prefix(service, colour)} ${line}\n`)
@@ -99,7 +108,7 @@ let stopping = false
 async function shutdown(code: number, reason: string) {
   if (stopping) return
   stopping = true
-  step(`${reason}: stopping the services, then PostgreSQL`)
+  step(`${reason}: stopping the gateway, the services, then NATS and PostgreSQL`)
   const started = Date.now()
   try {
     await system?.stop()
@@ -118,7 +127,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     if (interrupts > 1 && system) {
       step('second interrupt: killing the services now')
       for (const service of Object.values(system.services)) service.child?.kill('SIGKILL')
-      void system.postgres?.stop().finally(() => process.exit(130))
+      void Promise.all([system.nats?.stop(), system.postgres?.stop()]).finally(() => process.exit(130))
       return
     }
     void shutdown(0, `${signal} received`)
@@ -143,6 +152,9 @@ try {
       gateway: basePort + 3,
     },
     postgresPort,
+    natsPort,
+    natsMonitorPort: natsPort + 4000,
+    ...(process.env.NATS_URL ? { natsUrl: process.env.NATS_URL } : {}),
     databaseUrls,
     progress: step,
     onLog: (service, line) => out(service, values['raw-logs'] ? line : renderLine(line, colour)),
@@ -166,7 +178,7 @@ try {
   } else if (error instanceof StartError) {
     step(paint(colour, 31, `${error.service} failed to start: ${error.message}. Its last log lines:`))
     for (const line of error.lastLines) out(error.service, line)
-    step('the other services and PostgreSQL were stopped')
+    step('the other services, NATS and PostgreSQL were stopped')
   } else {
     step(paint(colour, 31, `start failed: ${(error as Error).stack ?? error}`))
   }
@@ -193,6 +205,9 @@ if (!stopping) {
     system.postgres
       ? `  PostgreSQL         127.0.0.1:${system.postgres.port}   databases tasks, users, projects (data in ${dataDir}/, --reset wipes it)`
       : '  PostgreSQL         your own (TASK_/USER_/PROJECT_DATABASE_URL)',
+    system.nats
+      ? `  NATS (JetStream)   ${system.nats.url}   domain events (store in ${dataDir}/nats/), monitoring ${system.nats.monitorUrl}`
+      : '  NATS (JetStream)   your own (NATS_URL)',
     `  health             curl -s ${api}/health`,
     tracingTo
       ? `  traces             OTLP to ${tracingTo} (trace_id on every log line of a request)`
@@ -214,6 +229,6 @@ if (!stopping) {
       `  curl -s ${api}/tasks`,
     )
   }
-  lines.push('', 'Stop with Ctrl-C (services first, then PostgreSQL).', '')
+  lines.push('', 'Stop with Ctrl-C (the gateway, the services, then NATS and PostgreSQL).', '')
   process.stdout.write(`${lines.join('\n')}\n`)
 }

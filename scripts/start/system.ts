@@ -1,5 +1,6 @@
 // The whole Task Manager on one machine: PostgreSQL (embedded, or the URLs you give), one database and
-// role per service, migrations, then the four services as separate OS processes. Used by `pnpm start`
+// role per service, a nats-server with JetStream (or the NATS_URL you give) for the domain events,
+// migrations, then the four services as separate OS processes. Used by `pnpm start`
 // (scripts/start/main.ts) and by the end-to-end suites (test/e2e), which start it on free ports.
 //
 // Services run from their TypeScript sources through tsx (`--conditions=@task-manager/source`), the way
@@ -14,6 +15,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { type NatsServer, startNatsServer } from '../../packages/local-nats/src/index.ts'
 import {
   type LocalPostgres,
   persistentSecret,
@@ -64,6 +66,12 @@ export interface LaunchOptions {
   postgresPort?: number
   /** Extra `postgres -c` settings (tests use fsync=off). */
   postgresSettings?: Record<string, string>
+  /** Client port of the local nats-server. Default: a free one (`pnpm start` asks for 4222). */
+  natsPort?: number
+  /** Its HTTP monitoring port (/healthz, /varz, /jsz). Default: a free one (`pnpm start`: 8222). */
+  natsMonitorPort?: number
+  /** Your own NATS (with JetStream) instead of the local nats-server. */
+  natsUrl?: string
   /** Your own databases instead of the embedded server (each service's own URL). */
   databaseUrls?: Partial<Record<DatabaseService, string>>
   /** Extra environment per service (wins over the launcher's). */
@@ -189,9 +197,13 @@ export interface RunningSystem {
   services: Record<ServiceName, ServiceProcess>
   /** The embedded server; undefined when every service got its own URL. */
   postgres: LocalPostgres | undefined
+  /** The local nats-server (JetStream store in `<dataDir>/nats`); undefined with your own NATS_URL. */
+  nats: NatsServer | undefined
+  /** What every service and the gateway get as NATS_URL. */
+  natsUrl: string
   /** What each service connects with (passwords included: keep out of logs). */
   databaseUrls: Record<DatabaseService, string>
-  /** Services first (gateway, then the rest together), the database last. */
+  /** Services first (gateway, then the rest together), then NATS and the database. */
   stop(): Promise<void>
 }
 
@@ -285,11 +297,16 @@ export async function launch(options: LaunchOptions = {}): Promise<RunningSystem
       progress(`${spec.name}: using the database from ${spec.database.env}`)
     }
   }
+  let nats: NatsServer | undefined
+  // The broker and the database go last: draining services still publish (relay) and commit.
+  const stopInfrastructure = async () => {
+    await Promise.all([nats?.stop(), postgres?.stop()])
+  }
   const stopAll = async (services: ServiceProcess[]) => {
     const gateway = services.find((service) => service.name === 'gateway')
     await gateway?.kill('SIGTERM')
     await Promise.all(services.map((service) => service.kill('SIGTERM')))
-    await postgres?.stop()
+    await stopInfrastructure()
   }
   try {
     if (needEmbedded.length > 0) {
@@ -320,7 +337,36 @@ export async function launch(options: LaunchOptions = {}): Promise<RunningSystem
       }
     }
 
-    // 2. Migrations, each service's own, in parallel.
+    // 2. NATS with JetStream: the local server (store in the data directory, kept across restarts), or yours.
+    let natsUrl = options.natsUrl
+    if (natsUrl) {
+      progress('NATS: using the server from NATS_URL')
+    } else {
+      const natsStarted = Date.now()
+      const storeDir = join(dataDir, 'nats')
+      progress(
+        `NATS: starting nats-server with JetStream on 127.0.0.1:${options.natsPort ?? '(a free port)'} (store in ${storeDir})`,
+      )
+      nats = await startNatsServer({
+        storeDir,
+        port: options.natsPort,
+        monitorPort: options.natsMonitorPort,
+        pidFile: join(dataDir, 'nats.pid'),
+        onTakeOver: (pid) =>
+          progress(`NATS: stopping a nats-server left running on this data directory (pid ${pid})`),
+        // Its warnings and errors only: the start-up banner would bury the services' lines.
+        log: (line) => {
+          if (!/\[(INF|DBG|TRC)\]/.test(line)) options.onLog?.('nats', line)
+        },
+      }).catch((error: Error) => {
+        const [first = '', ...rest] = error.message.split('\n')
+        throw new StartError(first, 'nats', rest.slice(-LAST_LINES))
+      })
+      natsUrl = nats.url
+      progress(`NATS: ready on ${nats.url} in ${Date.now() - natsStarted} ms (monitoring ${nats.monitorUrl})`)
+    }
+
+    // 3. Migrations, each service's own, in parallel.
     const common: Record<string, string | undefined> = {
       ...baseEnv,
       HOST: host,
@@ -331,6 +377,7 @@ export async function launch(options: LaunchOptions = {}): Promise<RunningSystem
       USER_SERVICE_URL: url('user-service'),
       PROJECT_SERVICE_URL: url('project-service'),
       TASK_SERVICE_URL: url('task-service'),
+      NATS_URL: natsUrl,
     }
     delete common.DATABASE_URL
     delete common.PORT
@@ -343,7 +390,7 @@ export async function launch(options: LaunchOptions = {}): Promise<RunningSystem
     )
     progress(`migrations: up to date in ${Date.now() - started} ms`)
 
-    // 3. The services, all at once; each is waited for until ready.
+    // 4. The services, all at once; each is waited for until ready.
     const signingKeys = baseEnv.JWT_PRIVATE_KEYS ?? (await localSigningKeys(dataDir))
     const services = {} as Record<ServiceName, ServiceProcess>
     for (const spec of SERVICES) {
@@ -387,6 +434,8 @@ export async function launch(options: LaunchOptions = {}): Promise<RunningSystem
       gatewayUrl: services.gateway.url,
       services,
       postgres,
+      nats,
+      natsUrl,
       databaseUrls,
       stop: async () => {
         await stopAll(all)
@@ -394,7 +443,7 @@ export async function launch(options: LaunchOptions = {}): Promise<RunningSystem
       },
     }
   } catch (error) {
-    await postgres?.stop()
+    await stopInfrastructure()
     await releaseLock()
     throw error
   }

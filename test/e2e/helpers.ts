@@ -9,6 +9,8 @@ import {
   type ServiceName,
 } from '../../scripts/start/system.ts'
 
+export { signUp } from '../lib/accounts.ts'
+
 export { freePort }
 
 export interface TestSystem extends RunningSystem {
@@ -120,17 +122,4 @@ export async function waitFor(
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
     await sleep(50)
   }
-}
-
-let counter = 0
-/** A user registered and logged in through the gateway. */
-export async function signUp(api: Api, name: string): Promise<{ id: number; token: string; email: string }> {
-  const email = `${name.toLowerCase()}-${process.pid}-${++counter}@example.com`
-  const password = 'correct horse battery staple'
-  const registered = await api<{ id: number }>('POST', '/users', { body: { email, name, password } })
-  if (registered.status !== 201)
-    throw new Error(`register ${name}: ${registered.status} ${JSON.stringify(registered.body)}`)
-  const login = await api<{ access_token: string }>('POST', '/auth/token', { body: { email, password } })
-  if (login.status !== 200) throw new Error(`login ${name}: ${login.status} ${JSON.stringify(login.body)}`)
-  return { id: registered.body.id, token: login.body.access_token, email }
 }

@@ -39,6 +39,15 @@ async function freeBasePort(): Promise<number> {
   throw new Error('no four consecutive free ports')
 }
 
+/** A free client port N for nats-server whose monitoring port N+4000 is free too. */
+async function freeNatsPort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 20_000)
+    if ((await isFree(port)) && (await isFree(port + 4000))) return port
+  }
+  throw new Error('no free port pair for nats-server')
+}
+
 /** Pids of the service processes (Linux /proc) whose PORT is one of `ports`. */
 async function serviceProcesses(ports: number[]): Promise<number[]> {
   const found: number[] = []
@@ -81,6 +90,7 @@ describe('pnpm start', () => {
     const dataDir = await tempDir()
     const base = await freeBasePort()
     const postgresPort = await freePort()
+    const natsPort = await freeNatsPort()
     const cli = startCli([
       '--data-dir',
       dataDir,
@@ -88,13 +98,31 @@ describe('pnpm start', () => {
       String(base),
       '--postgres-port',
       String(postgresPort),
+      '--nats-port',
+      String(natsPort),
     ])
     try {
       await waitFor('the ready banner', async () => cli.output().includes('Task Manager is running'), 90_000)
       const output = cli.output()
-      for (const step of ['PostgreSQL: ready', 'migrations: up to date', 'services: all ready']) {
+      for (const step of [
+        'PostgreSQL: ready',
+        'NATS: ready',
+        'migrations: up to date',
+        'services: all ready',
+      ]) {
         expect(output).toContain(step)
       }
+      // NATS with JetStream, its store in the data directory; every service and the gateway connected.
+      expect(output).toContain(`NATS (JetStream)   nats://127.0.0.1:${natsPort}`)
+      const jsz = (await (await fetch(`http://127.0.0.1:${natsPort + 4000}/jsz`)).json()) as {
+        config: { store_dir: string }
+      }
+      expect(jsz.config.store_dir).toContain(join(dataDir, 'nats'))
+      const connz = (await (await fetch(`http://127.0.0.1:${natsPort + 4000}/connz`)).json()) as {
+        connections: { name?: string }[]
+      }
+      const clients = connz.connections.map((connection) => connection.name).sort()
+      expect(clients).toEqual(['gateway', 'project-service', 'task-service', 'user-service'])
       expect(output).toContain('auth mode: required')
       expect(output).toContain(`curl -s localhost:${base + 3}/auth/token`)
       // Interleaved, compact service logs with their prefix.
@@ -127,12 +155,13 @@ describe('pnpm start', () => {
       const [code] = await exited
       expect(code).toBe(0)
       const shutdown = cli.output().slice(output.length)
-      // The services stop first (the gateway before the rest), PostgreSQL last.
+      // The services stop first (the gateway before the rest), NATS and PostgreSQL last.
       expect(shutdown.indexOf('gateway')).toBeLessThan(shutdown.indexOf('shutdown complete'))
       expect(shutdown.match(/shutdown complete/g)).toHaveLength(4)
       expect(shutdown).toMatch(/stopped in \d+ ms/)
       for (const offset of [0, 1, 2, 3]) expect(await isFree(base + offset)).toBe(true)
       expect(await isFree(postgresPort)).toBe(true)
+      expect(await isFree(natsPort)).toBe(true)
     } finally {
       if (cli.child.exitCode === null) {
         const exited = once(cli.child, 'exit')
@@ -146,7 +175,17 @@ describe('pnpm start', () => {
     const dataDir = await tempDir()
     const base = await freeBasePort()
     const postgresPort = await freePort()
-    const args = ['--data-dir', dataDir, '--base-port', String(base), '--postgres-port', String(postgresPort)]
+    const natsPort = await freeNatsPort()
+    const args = [
+      '--data-dir',
+      dataDir,
+      '--base-port',
+      String(base),
+      '--postgres-port',
+      String(postgresPort),
+      '--nats-port',
+      String(natsPort),
+    ]
     const first = startCli(args)
     await waitFor('the ready banner', async () => first.output().includes('Task Manager is running'), 90_000)
     const exited = once(first.child, 'exit')
@@ -161,6 +200,7 @@ describe('pnpm start', () => {
     )
     console.log(`services stopped ${stoppedIn} ms after their launcher was killed`)
     expect(await isFree(postgresPort)).toBe(false) // PostgreSQL outlives it (it is not ours to preload)
+    expect(await isFree(natsPort)).toBe(false) // and so does nats-server
 
     const second = startCli(args)
     try {
@@ -170,12 +210,14 @@ describe('pnpm start', () => {
         90_000,
       )
       expect(second.output()).toContain('stopping a PostgreSQL server left running on this data directory')
+      expect(second.output()).toContain('stopping a nats-server left running on this data directory')
     } finally {
       const done = once(second.child, 'exit')
       second.child.kill('SIGTERM')
       expect((await done)[0]).toBe(0)
     }
     expect(await isFree(postgresPort)).toBe(true)
+    expect(await isFree(natsPort)).toBe(true)
   }, 150_000)
 
   test('refuses unknown options with its usage', async () => {

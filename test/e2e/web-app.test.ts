@@ -509,21 +509,28 @@ describe.skipIf(!haveChromium)('the web app in a real browser', () => {
     await visible(page.getByText('No projects yet'))
   })
 
-  test('signing out returns to the sign-in page; the app showed no console error', async () => {
+  test('signing out revokes the token and returns to the sign-in page; the app showed no console error', async () => {
     const { page } = ada
+    const logout = page.waitForRequest((request) => new URL(request.url()).pathname === '/auth/logout')
     await page.getByRole('button', { name: 'Sign out' }).click()
+    const authorization = (await logout).headers().authorization ?? ''
+    expect(authorization).toMatch(/^Bearer /)
     await visible(page.getByRole('heading', { name: 'Sign in' }))
-    await text(page.getByRole('status')).toContain('signed out')
+    await text(page.getByRole('status')).toContain('You are signed out.')
+    // The token the app held is refused now (POST /auth/logout revoked it), not only forgotten.
+    const me = await client(system.gatewayUrl)('GET', '/users/me', {
+      headers: { authorization },
+    })
+    expect(me.status).toBe(401)
 
     expect(problems).toEqual([])
     // Every refusal was provoked above: the empty title, the wrong password, the demoted editor's move and
-    // the conflicting edit (and the sign-out's POST /auth/logout while the API has none).
+    // the conflicting edit.
     const expected = new Set([
       'Ada POST /tasks 422',
       'Bob POST /auth/token 401',
       'Bob PATCH /tasks/:id/status 403',
       'Ada PUT /tasks/:id 412',
-      'Ada POST /auth/logout 404',
     ])
     expect(refusals.filter((each) => !expected.has(each))).toEqual([])
     expect(refusals).toContain('Ada PUT /tasks/:id 412')

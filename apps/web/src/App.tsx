@@ -62,8 +62,8 @@ export function App() {
   }, [api, user])
 
   async function signOut() {
-    // POST /auth/logout revokes the token where the API offers it; without it (404) the token is only
-    // dropped from memory and stays valid until it expires (at most 15 minutes).
+    // POST /auth/logout revokes the user's tokens (docs/events.md, "Token revocation"); if it fails, the
+    // token is only dropped from memory and stays valid until it expires (at most 15 minutes).
     let revoked = false
     try {
       await api.call('POST', '/auth/logout', { timeoutMs: 5000 })
@@ -74,7 +74,7 @@ export function App() {
     endSession(
       revoked
         ? 'You are signed out.'
-        : 'You are signed out on this page. The server cannot revoke tokens yet, so the old one expires on its own within 15 minutes.',
+        : 'You are signed out on this page. The server could not be reached to revoke the session, so it expires on its own within 15 minutes.',
     )
   }
 

@@ -1,6 +1,10 @@
-{{/* The service's name, e.g. task-service. */}}
+{{/*
+The service's name, e.g. task-service: `name`, else the alias the umbrella chart gives this chart (Helm names an
+aliased dependency after its alias). A standalone install of the chart itself has to set it.
+*/}}
 {{- define "ms.name" -}}
-{{- required "name is required (task-service, user-service, project-service or gateway)" .Values.name | trunc 63 | trimSuffix "-" -}}
+{{- $name := .Values.name | default (ternary "" .Chart.Name (eq .Chart.Name "microservice")) -}}
+{{- required "name is required (task-service, user-service, project-service or gateway)" $name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/*
@@ -171,4 +175,27 @@ self-signed certificate of that key, where it follows the fixed Ed25519 SubjectP
 {{- $d := substr 16 48 $pkcs8 | b64enc | replace "+" "-" | replace "/" "_" | trimAll "=" -}}
 {{- $x := substr 0 32 (index $spki 1) | b64enc | replace "+" "-" | replace "/" "_" | trimAll "=" -}}
 {{- dict "kty" "OKP" "crv" "Ed25519" "d" $d "x" $x "kid" (printf "helm-%s-%s" (now | date "20060102") (randAlphaNum 6 | lower)) "alg" "EdDSA" "use" "sig" | toJson -}}
+{{- end -}}
+
+{{/* The service's entry of nodeRuntime (values.yaml), else its `default`. */}}
+{{- define "ms.nodeRuntime" -}}
+{{- index .Values.nodeRuntime (include "ms.name" .) | default .Values.nodeRuntime.default | toJson -}}
+{{- end -}}
+
+{{/* NODE_OPTIONS: `nodeOptions` when set, else the service's nodeRuntime options. */}}
+{{- define "ms.nodeOptions" -}}
+{{- if kindIs "invalid" .Values.nodeOptions -}}
+{{- (include "ms.nodeRuntime" . | fromJson).options -}}
+{{- else -}}
+{{- .Values.nodeOptions -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The container's command line: the kit's tracing entry, the V8 flags (`nodeFlags` when set, else nodeRuntime's), the server. */}}
+{{- define "ms.command" -}}
+{{- $flags := .Values.nodeFlags -}}
+{{- if kindIs "invalid" $flags -}}
+{{- $flags = (include "ms.nodeRuntime" . | fromJson).flags | default list -}}
+{{- end -}}
+{{- concat (list "node" "--import" "@task-manager/service-kit/instrument") $flags (list "dist/server.js") | toJson -}}
 {{- end -}}

@@ -11,4 +11,5 @@ export {
   MALFORMED_AUTHORIZATION,
 } from './plugin.js'
 export * from './principal.js'
+export * from './revocations.js'
 export * from './verifier.js'

@@ -24,6 +24,11 @@ export interface AuthPluginOptions {
   verifier: Verifier | null
   /** `realm` of the WWW-Authenticate challenge. */
   realm?: string
+  /**
+   * A further check of every verified caller, e.g. the user-service asking its own database whether the
+   * token predates the user's `valid_after`: an AuthError it resolves to refuses the token.
+   */
+  confirm?: (principal: Principal, request: FastifyRequest) => Promise<AuthError | undefined>
 }
 
 const BEARER = /^Bearer +(\S+) *$/i
@@ -93,7 +98,7 @@ export function asAuthError(error: unknown): AuthError {
  * token still identifies its caller (so "me" endpoints keep working for clients that log in).
  */
 export const authPlugin = fp<AuthPluginOptions>(
-  async (app: FastifyInstance, { mode, verifier, realm = 'task-manager' }) => {
+  async (app: FastifyInstance, { mode, verifier, realm = 'task-manager', confirm }) => {
     if (mode === 'required' && !verifier) throw new Error('authPlugin: mode "required" needs a verifier')
     app.decorate('authMode', mode)
     app.decorateRequest('principal', null)
@@ -114,15 +119,30 @@ export const authPlugin = fp<AuthPluginOptions>(
           return done()
         }
         const known = verifier.peek?.(token)
-        if (known) {
+        if (known && !confirm) {
           request.principal = known
           return done()
         }
-        verifier.verify(token).then(
-          (principal) => {
+        const accept = (principal: Principal) => {
+          if (!confirm) {
             request.principal = principal
-            done()
-          },
+            return done()
+          }
+          confirm(principal, request).then(
+            (error) => {
+              if (error) refuse(request, error)
+              else request.principal = principal
+              done()
+            },
+            (error: unknown) => {
+              refuse(request, error)
+              done()
+            },
+          )
+        }
+        if (known) return accept(known)
+        verifier.verify(token).then(
+          (principal) => accept(principal),
           (error: unknown) => {
             refuse(request, error)
             done()

@@ -13,8 +13,11 @@ export interface Principal {
 export const PrincipalSchema = Type.Object({ id: Type.Integer({ minimum: 1 }), role: Role })
 export type PrincipalSchema = Static<typeof PrincipalSchema>
 
-/** Why a token was refused; `unavailable` means the keys could not be fetched (answer 503, not 401). */
-export type AuthFailureReason = 'missing' | 'malformed' | 'expired' | 'invalid' | 'unavailable'
+/**
+ * Why a token was refused; `unavailable` means the keys could not be fetched (answer 503, not 401);
+ * `revoked` that it was issued before its user's tokens were revoked.
+ */
+export type AuthFailureReason = 'missing' | 'malformed' | 'expired' | 'invalid' | 'revoked' | 'unavailable'
 
 export class AuthError extends Error {
   readonly reason: AuthFailureReason

@@ -5,7 +5,12 @@
  * those events (see docs/events.md, "Token revocation"). Entries older than the longest token lifetime
  * can refuse nothing more and are dropped, so the map stays as small as the last hour's revocations.
  */
-export class TokenRevocations {
+/** What a verifier asks of a revocation list. */
+export interface RevocationList {
+  isRevoked(userId: number, issuedAt: number): boolean
+}
+
+export class TokenRevocations implements RevocationList {
   private readonly validAfter = new Map<number, number>()
   private lastPrune = 0
 

@@ -7,8 +7,10 @@ import {
   type JWTVerifyGetKey,
   jwtVerify,
 } from 'jose'
+import { LRUCache } from 'lru-cache'
 import { DEFAULT_AUDIENCE, DEFAULT_ISSUER, requireJwksUrl } from './config.js'
 import { AuthError, type Principal, ROLES, type Role } from './principal.js'
+import type { RevocationList } from './revocations.js'
 
 /** The one signature algorithm we accept. Pinning it is what rejects `alg: none` and HS256-with-the-public-key. */
 export const ALGORITHMS = ['EdDSA']
@@ -32,6 +34,11 @@ export interface VerifierOptions {
   cacheMaxEntries?: number
   /** A verified token is re-verified at the latest after this long (and never past its `exp`). Default 60 s. */
   cacheMaxAgeMs?: number
+  /**
+   * Per-user revocations (TokenRevocations, fed by `users.user.tokens_revoked` events): a token issued
+   * before its user's `valid_after` is refused, cached or not.
+   */
+  revocations?: RevocationList
 }
 
 export interface Verifier {
@@ -48,7 +55,22 @@ export interface VerifiedToken {
   readonly principal: Principal
   /** Epoch milliseconds after which the token must be verified again. */
   readonly until: number
+  /** The token's `iat` in epoch seconds (fractional when the issuer wrote milliseconds; 0 without one). */
+  readonly issuedAt: number
 }
+
+const issuedAtOf = new WeakMap<Principal, number>()
+
+/** The `iat` (epoch seconds) of the token a principal came from, if this package's verifier verified it. */
+export function tokenIssuedAt(principal: Principal): number | undefined {
+  return issuedAtOf.get(principal)
+}
+
+const revokedError = () =>
+  new AuthError(
+    'revoked',
+    'The access token has been revoked (password or role changed, signed out, or account deleted); sign in again',
+  )
 
 // A compact JWS: three base64url segments. Checked before any crypto so junk is refused for nothing.
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
@@ -114,10 +136,9 @@ function authErrorFrom(error: unknown): AuthError {
  * Verifies EdDSA access tokens against the issuer's JWKS: `iss`, `aud` and `exp` required and checked
  * with a small clock tolerance; keys cached and refetched on an unknown `kid` at most once per cooldown.
  *
- * Verified tokens are remembered in a small bounded map: the gateway verifies every request and an
- * Ed25519 verification costs more than its whole per-request CPU budget. jose has no such cache (it
- * caches keys, not results), so it is written here: a Map with insertion-order eviction is the
- * cheapest structure that stays bounded.
+ * Verified tokens are remembered in a bounded cache (lru-cache, each entry living until the earlier of
+ * its `exp` and `cacheMaxAgeMs`): the gateway verifies every request and an Ed25519 verification costs
+ * more than its whole per-request CPU budget. jose caches keys, not verdicts.
  */
 export function createVerifier(options: VerifierOptions): Verifier {
   let keys: JWTVerifyGetKey
@@ -143,21 +164,20 @@ export function createVerifier(options: VerifierOptions): Verifier {
   }
   const maxEntries = options.cacheMaxEntries ?? 10_000
   const maxAgeMs = options.cacheMaxAgeMs ?? 60_000
-  const cache = new Map<string, VerifiedToken>()
+  const revocations = options.revocations
+  const cache = maxEntries > 0 ? new LRUCache<string, VerifiedToken>({ max: maxEntries }) : null
   const inFlight = new Map<string, Promise<Principal>>()
 
   async function verifyUncached(token: string): Promise<Principal> {
     try {
       const { payload } = await jwtVerify(token, keys, verifyOptions)
       const principal = principalFrom(payload)
-      const until = Math.min((payload.exp as number) * 1000, Date.now() + maxAgeMs)
-      if (maxEntries > 0 && until > Date.now()) {
-        if (cache.size >= maxEntries) {
-          const oldest = cache.keys().next().value
-          if (oldest !== undefined) cache.delete(oldest)
-        }
-        cache.set(token, { principal, until })
-      }
+      const issuedAt = typeof payload.iat === 'number' ? payload.iat : 0
+      if (revocations?.isRevoked(principal.id, issuedAt)) throw revokedError()
+      issuedAtOf.set(principal, issuedAt)
+      const now = Date.now()
+      const until = Math.min((payload.exp as number) * 1000, now + maxAgeMs)
+      if (cache && until > now) cache.set(token, { principal, until, issuedAt }, { ttl: until - now })
       return principal
     } catch (error) {
       throw authErrorFrom(error)
@@ -165,10 +185,11 @@ export function createVerifier(options: VerifierOptions): Verifier {
   }
 
   function peekEntry(token: string): VerifiedToken | undefined {
-    const cached = cache.get(token)
+    const cached = cache?.get(token)
     if (!cached) return undefined
-    if (cached.until > Date.now()) return cached
-    cache.delete(token)
+    // A revocation applies to cached verdicts at once: the cache never lets a revoked token through.
+    if (!revocations?.isRevoked(cached.principal.id, cached.issuedAt)) return cached
+    cache?.delete(token)
     return undefined
   }
 

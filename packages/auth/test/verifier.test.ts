@@ -6,6 +6,8 @@ import {
   AuthConfigProperties,
   AuthError,
   createVerifier,
+  TokenRevocations,
+  tokenIssuedAt,
   type Verifier,
   verifierFromConfig,
 } from '../src/index.js'
@@ -239,5 +241,47 @@ describe('peek', () => {
     expect(exact.peek?.(issuer.forgeUnsigned({ sub: 21 }))).toBeUndefined()
     await new Promise((resolve) => setTimeout(resolve, 2100))
     expect(exact.peek?.(token)).toBeUndefined()
+  })
+})
+
+describe('revocations', () => {
+  test('a token issued before its user’s valid_after is refused, even when it was verified and cached before', async () => {
+    const revocations = new TokenRevocations()
+    const revoking = createVerifier({ jwksUrl: issuer.jwksUrl, revocations })
+    const issuedAt = now() - 10
+    const old = await issuer.sign({ sub: 31, iat: issuedAt })
+    const other = await issuer.sign({ sub: 32, iat: issuedAt })
+    const principal = await revoking.verify(old)
+    expect(tokenIssuedAt(principal)).toBe(issuedAt)
+    expect(revoking.peek?.(old)).toEqual({ id: 31, role: 'user' })
+
+    revocations.revoke(31, issuedAt + 1)
+    expect(revoking.peek?.(old)).toBeUndefined()
+    expect(await reasonOf(revoking.verify(old))).toBe('revoked')
+    // Other users' tokens, and this user's newer ones, are untouched.
+    expect(await revoking.verify(other)).toEqual({ id: 32, role: 'user' })
+    expect(await revoking.verify(await issuer.sign({ sub: 31, iat: issuedAt + 1 }))).toEqual({
+      id: 31,
+      role: 'user',
+    })
+  })
+
+  test('valid_after keeps milliseconds: a token from the same second but after it stays valid', async () => {
+    const revocations = new TokenRevocations()
+    const revoking = createVerifier({ jwksUrl: issuer.jwksUrl, revocations })
+    const second = now()
+    revocations.revoke(33, second + 0.5)
+    expect(await reasonOf(revoking.verify(await issuer.sign({ sub: 33, iat: second + 0.25 })))).toBe(
+      'revoked',
+    )
+    expect(await revoking.verify(await issuer.sign({ sub: 33, iat: second + 0.75 }))).toEqual({
+      id: 33,
+      role: 'user',
+    })
+    // A later revocation never moves valid_after back.
+    revocations.revoke(33, second)
+    expect(await reasonOf(revoking.verify(await issuer.sign({ sub: 33, iat: second + 0.25 })))).toBe(
+      'revoked',
+    )
   })
 })

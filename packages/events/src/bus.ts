@@ -9,6 +9,7 @@ import {
 import { connect, type NatsConnection, headers as natsHeaders } from '@nats-io/transport-node'
 import type { STREAMS } from './catalog.js'
 import type { EventEnvelope } from './envelope.js'
+import { tracedPublish } from './tracing.js'
 
 export interface Logger {
   info(obj: object, msg: string): void
@@ -143,19 +144,20 @@ export class EventBus {
   }
 
   /**
-   * Publishes one event directly (Nats-Msg-Id = event id, traceparent header) and waits for the
+   * Publishes one event (Nats-Msg-Id = event id; trace context headers, tracing.ts) and waits for the
    * broker's acknowledgement. Services publish through the outbox; this is for tools and tests.
    */
   async publish(event: EventEnvelope, timeoutMs = 5_000): Promise<void> {
     await this.ready
     const headers = natsHeaders()
     headers.set('Nats-Msg-Id', event.id)
-    if (event.traceparent) headers.set('traceparent', event.traceparent)
-    await this.jetstream().publish(event.type, JSON.stringify(event), {
-      msgID: event.id,
-      headers,
-      timeout: timeoutMs,
-    })
+    await tracedPublish(event, headers, () =>
+      this.jetstream().publish(event.type, JSON.stringify(event), {
+        msgID: event.id,
+        headers,
+        timeout: timeoutMs,
+      }),
+    )
   }
 
   async close(): Promise<void> {

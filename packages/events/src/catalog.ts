@@ -15,6 +15,8 @@ export const STREAMS = {
 export type StreamName = (typeof STREAMS)[keyof typeof STREAMS]['name']
 
 const Id = Type.Integer({ minimum: 1 })
+/** Epoch seconds with millisecond precision (a token's `iat` may be fractional too). */
+const ValidAfter = Type.Number({ minimum: 0 })
 const ProjectRole = Type.Union([Type.Literal('owner'), Type.Literal('editor'), Type.Literal('viewer')])
 
 /** The payload schema and current version of each event type. */
@@ -53,8 +55,8 @@ export const EVENTS = {
     aggregate: 'user',
     data: Type.Object({
       user_id: Id,
-      /** Tokens of this user with `iat` below this (epoch seconds) are refused. */
-      valid_after: Type.Integer({ minimum: 0 }),
+      /** Tokens of this user with `iat` below this (epoch seconds, millisecond precision) are refused. */
+      valid_after: ValidAfter,
       reason: Type.Union([
         Type.Literal('password_changed'),
         Type.Literal('role_changed'),
@@ -65,7 +67,7 @@ export const EVENTS = {
   'users.user.deleted': {
     version: 1,
     aggregate: 'user',
-    data: Type.Object({ user_id: Id, valid_after: Type.Integer({ minimum: 0 }) }),
+    data: Type.Object({ user_id: Id, valid_after: ValidAfter }),
   },
 } as const satisfies Record<string, { version: number; aggregate: string; data: TSchema }>
 

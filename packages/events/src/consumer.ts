@@ -8,6 +8,7 @@ import type { EventType } from './catalog.js'
 import { STREAMS } from './catalog.js'
 import { type EventEnvelope, InvalidEvent, parseEvent } from './envelope.js'
 import type { InboxDatabase } from './tables.js'
+import { tracedProcess } from './tracing.js'
 
 export type EventHandler<T extends EventType = EventType> = (
   event: EventEnvelope<T>,
@@ -93,6 +94,10 @@ export class EventConsumer {
   private readonly isTransient: (error: unknown) => boolean
   private messages: ConsumerMessages | null = null
   private stopped = false
+  private wakeOnStop: () => void = () => {}
+  private readonly stopSignal = new Promise<void>((resolve) => {
+    this.wakeOnStop = resolve
+  })
   private loop: Promise<void> | null = null
   private readonly metrics: ReturnType<typeof createMetrics>
 
@@ -115,6 +120,7 @@ export class EventConsumer {
 
   async stop(): Promise<void> {
     this.stopped = true
+    this.wakeOnStop()
     await this.messages?.close().catch(() => {})
     await this.loop
   }
@@ -146,7 +152,8 @@ export class EventConsumer {
   }
 
   private async run(): Promise<void> {
-    await this.options.bus.ready.catch(() => {})
+    // Not past stop(): a broker that never answers must not hold a shutdown.
+    await Promise.race([this.options.bus.ready.catch(() => {}), this.stopSignal])
     let announced = false
     while (!this.stopped) {
       try {
@@ -192,7 +199,13 @@ export class EventConsumer {
     }
     for (let attempt = 1; ; attempt++) {
       try {
-        const applied = await this.apply(event, handler)
+        const applied = await tracedProcess(
+          consumer,
+          message.subject,
+          message.headers,
+          { messageId: event.id, deliveryCount: message.info.deliveryCount },
+          () => this.apply(event, handler),
+        )
         await message.ackAck().catch(() => {
           // Not confirmed: it will be redelivered and the inbox will say it is done.
         })

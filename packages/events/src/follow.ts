@@ -23,6 +23,10 @@ export class EventFollower {
   private readonly log: Logger
   private messages: ConsumerMessages | null = null
   private stopped = false
+  private wakeOnStop: () => void = () => {}
+  private readonly stopSignal = new Promise<void>((resolve) => {
+    this.wakeOnStop = resolve
+  })
   private loop: Promise<void> | null = null
   private lastSequence = 0
   /** Resolves once the replay reached the end of the stream at start (or the first attempt failed). */
@@ -43,13 +47,15 @@ export class EventFollower {
 
   async stop(): Promise<void> {
     this.stopped = true
+    this.wakeOnStop()
     this.markCaughtUp()
     await this.messages?.close().catch(() => {})
     await this.loop
   }
 
   private async run(): Promise<void> {
-    await this.options.bus.ready.catch(() => {})
+    // Not past stop(): a broker that never answers must not hold a shutdown.
+    await Promise.race([this.options.bus.ready.catch(() => {}), this.stopSignal])
     while (!this.stopped) {
       try {
         const { bus, stream } = this.options

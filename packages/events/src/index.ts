@@ -11,6 +11,7 @@ export { type EventEnvelope, InvalidEvent, newEvent, parseEvent, traceparentOf }
 export { EventFollower, type EventFollowerOptions } from './follow.js'
 export { Outbox } from './outbox.js'
 export { OutboxRelay, type OutboxRelayOptions } from './relay.js'
+export { REVOCATION_REPLAY_MS, tokenRevocationFollow } from './revocations.js'
 export {
   type ServiceEvents,
   type ServiceEventsConfig,

@@ -2,6 +2,7 @@ import type { Kysely, Transaction } from 'kysely'
 import type { EventData, EventType } from './catalog.js'
 import { type EventEnvelope, newEvent } from './envelope.js'
 import { recordEvents } from './tables.js'
+import { activeTraceparent } from './tracing.js'
 
 /**
  * A producing service's side of the outbox: builds its events and writes them inside the caller's
@@ -19,7 +20,7 @@ export class Outbox {
   }
 
   event<T extends EventType>(type: T, data: EventData<T>, traceparent?: string | null): EventEnvelope<T> {
-    return newEvent(type, data, { producer: this.producer, traceparent })
+    return newEvent(type, data, { producer: this.producer, traceparent: activeTraceparent() ?? traceparent })
   }
 
   record(trx: Transaction<any> | Kysely<any>, events: readonly EventEnvelope[]): Promise<void> {

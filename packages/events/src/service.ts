@@ -8,14 +8,17 @@ import type { EventEnvelope } from './envelope.js'
 import { EventFollower, type EventFollowerOptions } from './follow.js'
 import type { Outbox } from './outbox.js'
 import { OutboxRelay } from './relay.js'
+import { tokenRevocationFollow } from './revocations.js'
 
 type Stream = (typeof STREAMS)[keyof typeof STREAMS]
 
 export interface ServiceEventsConfig {
   NATS_URL?: string
   EVENTS_STREAM_REPLICAS: number
-  EVENTS_RELAY_POLL_MS: number
-  EVENTS_MAX_DELIVER: number
+  /** Only a publishing service needs it (default 250). */
+  EVENTS_RELAY_POLL_MS?: number
+  /** Only a consuming service needs it (default 6). */
+  EVENTS_MAX_DELIVER?: number
   DATABASE_URL?: string
 }
 
@@ -30,6 +33,11 @@ export interface ServiceEventsOptions {
   consumes?: { stream: Stream; handlers: EventHandlers; onApplied?: (event: EventEnvelope) => void }[]
   /** Per-process followers: each replica sees every one of these events. */
   follows?: Omit<EventFollowerOptions, 'bus' | 'log'>[]
+  /**
+   * The verifier's revocation list (packages/auth's TokenRevocations): this process follows
+   * `users.user.tokens_revoked` and `users.user.deleted` into it (docs/events.md, "Token revocation").
+   */
+  revocations?: { revoke(userId: number, validAfter: number): void }
   /** Consumer settings for tests (short backoff). */
   backoffMs?: number[]
 }
@@ -52,10 +60,12 @@ export function setUpServiceEvents(
 ): ServiceEvents | null {
   const { config, service } = options
   if (!config.NATS_URL) {
-    app.log.warn(
-      {},
-      'NATS_URL is not set: events are kept in the outbox, not published, and this service consumes none',
-    )
+    const what = [
+      options.publishes ? 'its events are kept in the outbox, not published' : '',
+      options.consumes?.length || options.follows?.length ? 'it consumes no events' : '',
+      options.revocations ? 'revoked tokens are accepted here until they expire' : '',
+    ].filter(Boolean)
+    app.log.warn({}, `NATS_URL is not set: ${what.join('; ')}`)
     return null
   }
   const registry = (app as FastifyInstance & { metrics?: { registry: Registry } }).metrics?.registry
@@ -75,7 +85,7 @@ export function setUpServiceEvents(
       bus,
       stream: options.publishes.stream,
       service,
-      pollMs: config.EVENTS_RELAY_POLL_MS,
+      pollMs: config.EVENTS_RELAY_POLL_MS ?? 250,
       registry,
       log,
     })
@@ -90,14 +100,18 @@ export function setUpServiceEvents(
       stream: consumer.stream,
       durable: service,
       handlers: consumer.handlers,
-      maxDeliver: config.EVENTS_MAX_DELIVER,
+      maxDeliver: config.EVENTS_MAX_DELIVER ?? 6,
       ...(options.backoffMs ? { backoffMs: options.backoffMs } : {}),
       registry,
       log,
       ...(consumer.onApplied ? { onApplied: consumer.onApplied } : {}),
     })
   })
-  const followers = (options.follows ?? []).map((follow) => new EventFollower({ ...follow, bus, log }))
+  const follows = [
+    ...(options.follows ?? []),
+    ...(options.revocations ? [tokenRevocationFollow(options.revocations)] : []),
+  ]
+  const followers = follows.map((follow) => new EventFollower({ ...follow, bus, log }))
 
   app.addHook('onReady', async () => {
     relay?.start()

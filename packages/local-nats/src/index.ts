@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -47,6 +47,39 @@ export interface NatsServerOptions {
   log?: (line: string) => void
   /** How long the server may take to answer /healthz?js-enabled-only=true. Default 20 s. */
   readyTimeoutMs?: number
+  /**
+   * Where the server writes its pid (`--pid`). A server still running from an earlier start on this file
+   * (its launcher was killed) is stopped first, as the launcher does with PostgreSQL.
+   */
+  pidFile?: string
+  /** Told when a server left running is stopped. */
+  onTakeOver?: (pid: number) => void
+}
+
+/** The command line of a process, or undefined when it is gone (`ps` works on Linux and macOS). */
+async function commandOf(pid: number): Promise<string | undefined> {
+  try {
+    return (await run('ps', ['-o', 'command=', '-p', String(pid)])).stdout.trim() || undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Stops a nats-server left running with this pid file (only if it is a nats-server on `storeDir`). */
+async function stopLeftOver(pidFile: string, storeDir: string, onTakeOver?: (pid: number) => void) {
+  const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim())
+  if (!Number.isInteger(pid) || pid <= 0) return
+  const command = await commandOf(pid)
+  if (command?.includes('nats-server') && command.includes(storeDir)) {
+    onTakeOver?.(pid)
+    process.kill(pid, 'SIGTERM')
+    const deadline = Date.now() + 15_000
+    while ((await commandOf(pid)) !== undefined) {
+      if (Date.now() > deadline) process.kill(pid, 'SIGKILL')
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  await rm(pidFile, { force: true })
 }
 
 export interface NatsServer {
@@ -81,7 +114,9 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
     String(monitorPort),
     '--server_name',
     options.name ?? 'task-manager',
+    ...(options.pidFile ? ['--pid', options.pidFile] : []),
   ]
+  if (options.pidFile) await stopLeftOver(options.pidFile, options.storeDir, options.onTakeOver)
 
   let child!: ChildProcess
   const launch = async () => {

@@ -99,6 +99,14 @@ export interface ServiceIdentity {
   description?: string
 }
 
+/**
+ * A service's identity: its name, the version its package script runs it with (`npm_package_version`; 0.1.0 in an
+ * image, which runs `node` directly) and what it does (the OpenAPI document's description).
+ */
+export function serviceIdentity(service: string, description: string): ServiceIdentity {
+  return { service, version: process.env.npm_package_version ?? '0.1.0', description }
+}
+
 /** Fastify options every service runs with. */
 export function serverOptions(identity: ServiceIdentity, config: ServerSettings): FastifyServerOptions {
   const trustProxy = config.TRUST_PROXY ?? 'loopback'

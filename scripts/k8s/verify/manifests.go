@@ -64,44 +64,40 @@ func LoadRender(file string) (*Render, error) {
 		case "":
 			continue
 		case "Deployment":
-			r.Deployments = append(r.Deployments, appsv1.Deployment{})
-			target = &r.Deployments[len(r.Deployments)-1]
+			target = push(&r.Deployments)
 		case "StatefulSet":
-			r.StatefulSets = append(r.StatefulSets, appsv1.StatefulSet{})
-			target = &r.StatefulSets[len(r.StatefulSets)-1]
+			target = push(&r.StatefulSets)
 		case "Service":
-			r.Services = append(r.Services, corev1.Service{})
-			target = &r.Services[len(r.Services)-1]
+			target = push(&r.Services)
 		case "ConfigMap":
-			r.ConfigMaps = append(r.ConfigMaps, corev1.ConfigMap{})
-			target = &r.ConfigMaps[len(r.ConfigMaps)-1]
+			target = push(&r.ConfigMaps)
 		case "Secret":
-			r.Secrets = append(r.Secrets, corev1.Secret{})
-			target = &r.Secrets[len(r.Secrets)-1]
+			target = push(&r.Secrets)
 		case "ServiceAccount":
-			r.ServiceAccounts = append(r.ServiceAccounts, corev1.ServiceAccount{})
-			target = &r.ServiceAccounts[len(r.ServiceAccounts)-1]
+			target = push(&r.ServiceAccounts)
 		case "NetworkPolicy":
-			r.NetworkPolicies = append(r.NetworkPolicies, networkingv1.NetworkPolicy{})
-			target = &r.NetworkPolicies[len(r.NetworkPolicies)-1]
+			target = push(&r.NetworkPolicies)
 		case "PodDisruptionBudget":
-			r.PDBs = append(r.PDBs, policyv1.PodDisruptionBudget{})
-			target = &r.PDBs[len(r.PDBs)-1]
+			target = push(&r.PDBs)
 		case "HorizontalPodAutoscaler":
-			r.HPAs = append(r.HPAs, autoscalingv2.HorizontalPodAutoscaler{})
-			target = &r.HPAs[len(r.HPAs)-1]
+			target = push(&r.HPAs)
 		case "Pod":
-			r.Pods = append(r.Pods, corev1.Pod{})
-			target = &r.Pods[len(r.Pods)-1]
+			target = push(&r.Pods)
 		default:
-			r.Other = append(r.Other, map[string]any{})
-			target = &r.Other[len(r.Other)-1]
+			target = push(&r.Other)
 		}
 		if err := yaml.Unmarshal([]byte(doc), target); err != nil {
 			return nil, fmt.Errorf("%s (%s): %w", file, head.Kind, err)
 		}
 	}
 	return r, nil
+}
+
+// push appends a zero value to *list and returns where it is, for yaml.Unmarshal to fill.
+func push[T any](list *[]T) *T {
+	var zero T
+	*list = append(*list, zero)
+	return &(*list)[len(*list)-1]
 }
 
 // LoadRenders reads every case in $RENDERED_DIR.

@@ -445,7 +445,7 @@ func TestPolicyNoServiceAccountToken(t *testing.T) {
 
 // Service URLs in the config point at Services rendered in the same release and namespace.
 func TestPolicyUpstreamsAreRenderedServices(t *testing.T) {
-	url := regexp.MustCompile(`^https?://([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local(:\d+)?(/.*)?$`)
+	url := regexp.MustCompile(`^(?:https?|nats)://([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local(:\d+)?(/.*)?$`)
 	for _, r := range renders(t) {
 		if r.Standalone() {
 			continue

@@ -1,6 +1,7 @@
 import cors from '@fastify/cors'
-import { type Verifier, verifierFromConfig } from '@task-manager/auth'
-import { type App, optionalRedis, serviceKit } from '@task-manager/service-kit'
+import { TokenRevocations, type Verifier, verifierFromConfig } from '@task-manager/auth'
+import { setUpServiceEvents } from '@task-manager/events'
+import { type App, optionalRedis, serviceIdentity, serviceKit } from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import { ServiceBackend } from './backend.js'
 import type { GatewayConfig } from './config.js'
@@ -11,11 +12,10 @@ import { gatewayDocument } from './openapi.js'
 import { type ProxyRoute, proxyRoutes } from './proxy-routes.js'
 import { webApp } from './web.js'
 
-export const identity = {
-  service: 'gateway',
-  version: process.env.npm_package_version ?? '0.1.0',
-  description: 'API gateway of the Task Manager: the one entry point for clients',
-}
+export const identity = serviceIdentity(
+  'gateway',
+  'API gateway of the Task Manager: the one entry point for clients',
+)
 
 export interface GatewayAppOptions {
   config: GatewayConfig
@@ -118,16 +118,23 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
     await Promise.all(backends.map((each) => each.close()))
   })
 
+  // Revoked tokens are refused at the edge too, cached verdicts included: every gateway replica follows
+  // users.user.tokens_revoked / users.user.deleted into its own list (docs/events.md, "Token revocation").
+  const revocations = new TokenRevocations()
   const edgeVerifier =
     config.AUTH_MODE === 'disabled'
       ? null
       : verifier !== undefined
         ? verifier
-        : verifierFromConfig({
-            ...config,
-            JWKS_URL:
-              config.JWKS_URL ?? `${config.USER_SERVICE_URL.replace(/\/$/, '')}/.well-known/jwks.json`,
-          })
+        : verifierFromConfig(
+            {
+              ...config,
+              JWKS_URL:
+                config.JWKS_URL ?? `${config.USER_SERVICE_URL.replace(/\/$/, '')}/.well-known/jwks.json`,
+            },
+            { revocations },
+          )
+  if (edgeVerifier !== null) setUpServiceEvents(app, { service: identity.service, config, revocations })
 
   await app.register(edgePlugin, {
     verifier: edgeVerifier,

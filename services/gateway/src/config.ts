@@ -1,4 +1,5 @@
 import { AuthConfigProperties } from '@task-manager/auth'
+import { EventsConfigProperties } from '@task-manager/events'
 import { BaseConfigProperties, loadConfig } from '@task-manager/service-kit'
 import { type Static, Type } from 'typebox'
 
@@ -8,6 +9,9 @@ const url = (description: string, fallback: string) =>
 export const GatewayConfig = Type.Object({
   ...BaseConfigProperties,
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8006 }),
+  // Only to follow token revocations (users.user.tokens_revoked): the gateway has no outbox or consumer.
+  NATS_URL: EventsConfigProperties.NATS_URL,
+  EVENTS_STREAM_REPLICAS: EventsConfigProperties.EVENTS_STREAM_REPLICAS,
   TRUST_PROXY: Type.String({
     default: 'false',
     description:

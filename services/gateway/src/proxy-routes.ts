@@ -8,13 +8,8 @@ import {
   tracingActive,
 } from '@task-manager/service-kit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import {
-  attemptContext,
-  classifyFailure,
-  isRetryableFailure,
-  type RouteClass,
-  type ServiceBackend,
-} from './backend.js'
+import { attemptContext, type RouteClass, type ServiceBackend } from './backend.js'
+import { classifyFailure, isRetryableFailure } from './failures.js'
 import type { GatewayMetrics } from './metrics.js'
 
 /** A proxied path prefix and the service behind it. */

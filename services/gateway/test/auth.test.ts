@@ -1,42 +1,29 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { call, startGateway, type TestGateway, testIssuer } from './helpers.js'
-import { startUpstream, type TestUpstream } from './upstream-server.js'
+import { startServices, type TestServices } from './upstream-server.js'
 
-let tasks: TestUpstream
-let users: TestUpstream
-let projects: TestUpstream
+let services: TestServices
 let gateway: TestGateway
 let issuer: Awaited<ReturnType<typeof testIssuer>>
-let jwksFetches = 0
 
 beforeAll(async () => {
   issuer = await testIssuer()
-  tasks = await startUpstream('task-service')
-  users = await startUpstream('user-service')
-  projects = await startUpstream('project-service')
-  // The user-service publishes its keys; the gateway finds them at USER_SERVICE_URL/.well-known/jwks.json.
-  users.behave((req, res) => {
-    if (req.url !== '/.well-known/jwks.json') return false
-    jwksFetches += 1
-    res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(JSON.stringify(issuer.jwks))
-    return true
-  })
+  // The user-service publishes the issuer's keys; the gateway finds them at USER_SERVICE_URL/.well-known/jwks.json.
+  services = await startServices(issuer.jwks)
   gateway = await startGateway({
     AUTH_MODE: 'required',
     RATE_LIMIT_ENABLED: 'false',
-    TASK_SERVICE_URL: tasks.url,
-    USER_SERVICE_URL: users.url,
-    PROJECT_SERVICE_URL: projects.url,
+    ...services.env,
   })
 })
 
 afterAll(async () => {
   await gateway.close()
-  await Promise.all([tasks.close(), users.close(), projects.close()])
+  await services?.close()
 })
 
-const upstreamCalls = () => tasks.requests.length + projects.requests.length + users.requests.length
+const upstreamCalls = () =>
+  services.tasks.requests.length + services.projects.requests.length + services.users.requests.length
 
 describe('token verification at the edge (AUTH_MODE=required)', () => {
   test.each([
@@ -62,13 +49,13 @@ describe('token verification at the edge (AUTH_MODE=required)', () => {
       await issuer.sign('1', { expiresIn: '-1m' }),
       await issuer.sign('1', { audience: 'someone-else' }),
     ]
-    const before = tasks.requests.length
+    const before = services.tasks.requests.length
     for (const token of tokens) {
       const res = await call(`${gateway.url}/tasks`, { headers: { authorization: `Bearer ${token}` } })
       expect(res.status, token).toBe(401)
       expect(res.headers['www-authenticate']).toContain('error="invalid_token"')
     }
-    expect(tasks.requests.length).toBe(before)
+    expect(services.tasks.requests.length).toBe(before)
   })
 
   test('a valid token passes, and the Authorization header goes on to the service', async () => {
@@ -83,13 +70,13 @@ describe('token verification at the edge (AUTH_MODE=required)', () => {
 
   test('verified tokens are cached: the keys are fetched once for many requests', async () => {
     const token = await issuer.sign('43')
-    const before = jwksFetches
+    const before = services.jwksFetches()
     for (let i = 0; i < 20; i++) {
       expect(
         (await call(`${gateway.url}/projects/1`, { headers: { authorization: `Bearer ${token}` } })).status,
       ).toBe(200)
     }
-    expect(jwksFetches - before).toBeLessThanOrEqual(1)
+    expect(services.jwksFetches() - before).toBeLessThanOrEqual(1)
   })
 
   test('one keep-alive connection changing tokens is judged per request, never by the previous token', async () => {
@@ -133,9 +120,7 @@ describe('AUTH_MODE=disabled', () => {
     const open = await startGateway({
       AUTH_MODE: 'disabled',
       RATE_LIMIT_ENABLED: 'false',
-      TASK_SERVICE_URL: tasks.url,
-      USER_SERVICE_URL: users.url,
-      PROJECT_SERVICE_URL: projects.url,
+      ...services.env,
     })
     try {
       expect((await call(`${open.url}/tasks`)).status).toBe(200)

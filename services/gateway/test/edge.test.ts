@@ -3,27 +3,23 @@ import fp from 'fastify-plugin'
 import { Agent, request } from 'undici'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { call, sleep, startGateway, testIssuer } from './helpers.js'
-import { startUpstream, type TestUpstream } from './upstream-server.js'
+import { startServices, type TestServices } from './upstream-server.js'
 
-let tasks: TestUpstream
-let users: TestUpstream
-let projects: TestUpstream
+let services: TestServices
 let issuer: Awaited<ReturnType<typeof testIssuer>>
 
 beforeAll(async () => {
   issuer = await testIssuer()
-  tasks = await startUpstream('task-service')
-  users = await startUpstream('user-service')
-  projects = await startUpstream('project-service')
+  services = await startServices()
 })
 afterAll(async () => {
-  await Promise.all([tasks.close(), users.close(), projects.close()])
+  await services?.close()
 })
 
 const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
-  tasks.behave(undefined)
-  users.behave(undefined)
+  services.tasks.behave(undefined)
+  services.users.behave(undefined)
   while (cleanups.length > 0) await cleanups.pop()?.()
 })
 
@@ -32,9 +28,7 @@ async function gatewayWith(env: Record<string, string>, extend?: (app: FastifyIn
     {
       AUTH_MODE: 'disabled',
       RATE_LIMIT_ENABLED: 'false',
-      TASK_SERVICE_URL: tasks.url,
-      USER_SERVICE_URL: users.url,
-      PROJECT_SERVICE_URL: projects.url,
+      ...services.env,
       ...env,
     },
     { extend: extend as never },
@@ -80,14 +74,14 @@ describe('an exception in a request’s path', () => {
       expect(res.text).not.toContain('internal detail')
       expect((await call(`${gateway.url}/tasks/1`)).status).toBe(200)
     }
-    expect(tasks.hits('/tasks/1')).toBeGreaterThanOrEqual(2)
+    expect(services.tasks.hits('/tasks/1')).toBeGreaterThanOrEqual(2)
   })
 })
 
 describe('requests in flight per client', () => {
   test('past MAX_IN_FLIGHT_PER_CLIENT one client gets 429 while another client is served', async () => {
     const held: Array<() => void> = []
-    tasks.behave((req, res) => {
+    services.tasks.behave((req, res) => {
       if (!req.url?.startsWith('/tasks/hold')) return false
       held.push(() => res.end('{}'))
       return true
@@ -114,7 +108,7 @@ describe('requests in flight per client', () => {
 
 describe('route classes', () => {
   test('a burst of logins timing out opens the login circuit only: /users/me and registration-free routes keep answering', async () => {
-    users.behave((req) => req.method === 'POST' && req.url === '/auth/token')
+    services.users.behave((req) => req.method === 'POST' && req.url === '/auth/token')
     const gateway = await gatewayWith({
       LOGIN_RESPONSE_TIMEOUT_MS: '1000',
       BREAKER_FAILURE_THRESHOLD: '3',
@@ -143,7 +137,7 @@ describe('route classes', () => {
 
 describe('invalid tokens and the budget', () => {
   test('requests with bad tokens count against the client’s budget: 429 once it is spent, a verified caller unaffected', async () => {
-    users.behave((req, res) => {
+    services.users.behave((req, res) => {
       if (req.url !== '/.well-known/jwks.json') return false
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end(JSON.stringify(issuer.jwks))

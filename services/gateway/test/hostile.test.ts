@@ -3,23 +3,19 @@ import { fileURLToPath } from 'node:url'
 import { type ServiceProcess, startServiceProcess } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { call, sleep } from './helpers.js'
-import { startUpstream, type TestUpstream } from './upstream-server.js'
+import { startServices, type TestServices } from './upstream-server.js'
 
 // Slow and hostile clients against the gateway as an OS process (src/server.ts), over raw sockets: what they
 // send is exactly what a hostile client would, and the gateway's event loop is not the test's.
 
 const serverEntry = fileURLToPath(new URL('../src/server.ts', import.meta.url))
 
-let tasks: TestUpstream & { ready: number }
-let users: TestUpstream & { ready: number }
-let projects: TestUpstream & { ready: number }
+let services: TestServices
 let gateway: ServiceProcess
 const sockets: Socket[] = []
 
 beforeAll(async () => {
-  tasks = await startUpstream('task-service')
-  users = await startUpstream('user-service')
-  projects = await startUpstream('project-service')
+  services = await startServices()
   gateway = await startServiceProcess(
     serverEntry,
     {
@@ -34,9 +30,7 @@ beforeAll(async () => {
       // The slow-body crowd comes from one address here; the per-client bound has its own test below.
       MAX_IN_FLIGHT_PER_CLIENT: '1000',
       HEALTH_TIMEOUT_MS: '1500',
-      TASK_SERVICE_URL: tasks.url,
-      USER_SERVICE_URL: users.url,
-      PROJECT_SERVICE_URL: projects.url,
+      ...services.env,
     },
     { name: 'gateway', readyPath: '/health/live' },
   )
@@ -45,7 +39,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const socket of sockets) socket.destroy()
   await gateway?.stop()
-  await Promise.all([tasks?.close(), users?.close(), projects?.close()])
+  await services?.close()
 })
 
 /** A raw connection to the gateway: what it receives, and when it closed. */
@@ -88,11 +82,11 @@ describe('deadlines on what a client sends', () => {
     // REQUEST_HEADERS_TIMEOUT_MS is 1 s, checked every 0.5 s.
     expect(client.state.closedAt - started).toBeGreaterThanOrEqual(900)
     expect(client.state.closedAt - started).toBeLessThan(4000)
-    expect(tasks.hits('/tasks/1')).toBe(0)
+    expect(services.tasks.hits('/tasks/1')).toBe(0)
   })
 
   test('a body that never finishes: 408 and closed; the service never sees the request', async () => {
-    const before = tasks.requests.length
+    const before = services.tasks.requests.length
     const client = open()
     await client.connected
     const started = performance.now()
@@ -103,7 +97,7 @@ describe('deadlines on what a client sends', () => {
     expect(statusOf(client.state.data)).toBe(408)
     expect(client.state.closedAt - started).toBeGreaterThanOrEqual(1900)
     expect(client.state.closedAt - started).toBeLessThan(5000)
-    expect(tasks.requests.length).toBe(before)
+    expect(services.tasks.requests.length).toBe(before)
   })
 
   test('150 slow bodies at once hold no upstream connection: other clients and /health are answered meanwhile', async () => {
@@ -132,25 +126,25 @@ describe('deadlines on what a client sends', () => {
       'every slow client to be closed',
     )
     expect(crowd.every((client) => statusOf(client.state.data) === 408)).toBe(true)
-    expect(tasks.hits('/tasks/7')).toBe(0)
+    expect(services.tasks.hits('/tasks/7')).toBe(0)
   })
 
   test('/health answers within its bound while a service holds every request', async () => {
-    projects.behave((req) => req.url !== '/health/ready')
+    services.projects.behave((req) => req.url !== '/health/ready')
     try {
       const hung = Array.from({ length: 10 }, () => call(`${gateway.url}/projects/1`).catch(() => undefined))
       await sleep(200)
-      projects.behave(() => true)
+      services.projects.behave(() => true)
       const health = await call(`${gateway.url}/health`)
       expect(health.status).toBe(200)
       expect(health.json.services['project-service']).toBe('unreachable')
       expect(health.json.services['task-service']).toBe('healthy')
       // HEALTH_TIMEOUT_MS is 1.5 s; generous room for a busy machine, far below the 10 s upstream timeout.
       expect(health.ms).toBeLessThan(3000)
-      projects.behave(undefined)
+      services.projects.behave(undefined)
       await Promise.all(hung)
     } finally {
-      projects.behave(undefined)
+      services.projects.behave(undefined)
     }
   }, 30_000)
 })
@@ -168,13 +162,13 @@ describe('requests other HTTP clients send', () => {
     await until(() => client.state.closedAt > 0, 5000, 'the answer')
     const final = client.state.data.slice(client.state.data.indexOf('\r\n\r\n') + 4)
     expect(statusOf(final)).toBe(200)
-    const seen = tasks.requests.at(-1)
+    const seen = services.tasks.requests.at(-1)
     expect(seen?.bodyBytes).toBe(Buffer.byteLength(body))
     expect(seen?.headers.expect).toBeUndefined()
   })
 
   test('two Host headers: 400 problem+json, nothing proxied', async () => {
-    const before = tasks.requests.length
+    const before = services.tasks.requests.length
     const client = open()
     await client.connected
     client.socket.write(
@@ -183,7 +177,7 @@ describe('requests other HTTP clients send', () => {
     await until(() => client.state.closedAt > 0, 5000, 'the answer')
     expect(statusOf(client.state.data)).toBe(400)
     expect(client.state.data).toContain('application/problem+json')
-    expect(tasks.requests.length).toBe(before)
+    expect(services.tasks.requests.length).toBe(before)
   })
 
   test('malformed HTTP: 400 problem+json', async () => {

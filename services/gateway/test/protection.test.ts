@@ -1,26 +1,17 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { call, startGateway, type TestGateway, testIssuer } from './helpers.js'
-import { startUpstream, type TestUpstream } from './upstream-server.js'
+import { startServices, type TestServices } from './upstream-server.js'
 
-let tasks: TestUpstream
-let users: TestUpstream
-let projects: TestUpstream
+let services: TestServices
 let issuer: Awaited<ReturnType<typeof testIssuer>>
 
 beforeAll(async () => {
   issuer = await testIssuer()
-  tasks = await startUpstream('task-service')
-  users = await startUpstream('user-service')
-  projects = await startUpstream('project-service')
-  users.behave((req, res) => {
-    if (req.url !== '/.well-known/jwks.json') return false
-    res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(JSON.stringify(issuer.jwks))
-    return true
-  })
+  // The user-service publishes the issuer's keys; the gateway finds them at USER_SERVICE_URL/.well-known/jwks.json.
+  services = await startServices(issuer.jwks)
 })
 afterAll(async () => {
-  await Promise.all([tasks.close(), users.close(), projects.close()])
+  await services?.close()
 })
 
 const gateways: TestGateway[] = []
@@ -31,9 +22,7 @@ afterEach(async () => {
 async function gatewayWith(env: Record<string, string>) {
   const gateway = await startGateway({
     AUTH_MODE: 'disabled',
-    TASK_SERVICE_URL: tasks.url,
-    USER_SERVICE_URL: users.url,
-    PROJECT_SERVICE_URL: projects.url,
+    ...services.env,
     RATE_LIMIT_READS_PER_MINUTE: '5',
     RATE_LIMIT_WRITES_PER_MINUTE: '3',
     RATE_LIMIT_CREATES_PER_MINUTE: '2',
@@ -47,7 +36,7 @@ async function gatewayWith(env: Record<string, string>) {
 describe('rate limits', () => {
   test('reads: the budget is spent, then 429 problem+json with Retry-After and RateLimit headers', async () => {
     const gateway = await gatewayWith({})
-    const before = tasks.requests.length
+    const before = services.tasks.requests.length
     for (let i = 1; i <= 5; i++) {
       const res = await call(`${gateway.url}/tasks`)
       expect(res.status).toBe(200)
@@ -61,7 +50,7 @@ describe('rate limits', () => {
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0)
     expect(Number(limited.headers['retry-after'])).toBeLessThanOrEqual(60)
     expect(limited.headers['ratelimit-remaining']).toBe('0')
-    expect(tasks.requests.length - before).toBe(5)
+    expect(services.tasks.requests.length - before).toBe(5)
 
     // Probes and scrapes are never limited; the metric counts the refusal.
     for (let i = 0; i < 10; i++) expect((await call(`${gateway.url}/health/live`)).status).toBe(200)
@@ -118,7 +107,7 @@ describe('rate limits', () => {
   test('a client rotating X-Forwarded-For on logins stays in one bucket, and the user-service sees one address', async () => {
     // The default: no proxy is trusted; the client is its TCP peer.
     const gateway = await gatewayWith({})
-    const before = users.requests.length
+    const before = services.users.requests.length
     const statuses: number[] = []
     for (let i = 0; i < 4; i++) {
       const res = await call(`${gateway.url}/auth/token`, {
@@ -134,7 +123,7 @@ describe('rate limits', () => {
     }
     expect(statuses).toEqual([200, 200, 429, 429])
     // What the user-service keys its own login limits by is the gateway's view, the same for every attempt.
-    const seen = users.requests.slice(before)
+    const seen = services.users.requests.slice(before)
     expect(seen.map((request) => request.headers['x-forwarded-for'])).toEqual(['127.0.0.1', '127.0.0.1'])
     expect(
       seen.every(
@@ -180,7 +169,7 @@ describe('CORS', () => {
 
   test('a preflight is answered at the edge, cached, and never reaches a service', async () => {
     const gateway = await gatewayWith({ AUTH_MODE: 'required', CORS_ORIGINS: 'https://app.example.com' })
-    const before = tasks.requests.length
+    const before = services.tasks.requests.length
     const preflight = await call(`${gateway.url}/tasks/1`, {
       method: 'OPTIONS',
       headers: {
@@ -200,7 +189,7 @@ describe('CORS', () => {
       headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'PATCH' },
     })
     expect(denied.headers['access-control-allow-origin']).toBeUndefined()
-    expect(tasks.requests.length).toBe(before)
+    expect(services.tasks.requests.length).toBe(before)
 
     // Errors carry the grant too, so a browser can read the 401.
     const unauthorized = await call(`${gateway.url}/tasks`, {

@@ -1,30 +1,24 @@
 import { Readable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { call, rawRequest, startGateway, type TestGateway } from './helpers.js'
-import { startUpstream, type TestUpstream } from './upstream-server.js'
+import { startServices, type TestServices } from './upstream-server.js'
 
-let tasks: TestUpstream & { ready: number }
-let users: TestUpstream & { ready: number }
-let projects: TestUpstream & { ready: number }
+let services: TestServices
 let gateway: TestGateway
 
 beforeAll(async () => {
-  tasks = await startUpstream('task-service')
-  users = await startUpstream('user-service')
-  projects = await startUpstream('project-service')
+  services = await startServices()
   gateway = await startGateway({
     AUTH_MODE: 'disabled',
     RATE_LIMIT_ENABLED: 'false',
-    TASK_SERVICE_URL: tasks.url,
-    USER_SERVICE_URL: users.url,
-    PROJECT_SERVICE_URL: projects.url,
+    ...services.env,
     HEALTH_TIMEOUT_MS: '300',
   })
 })
 
 afterAll(async () => {
   await gateway.close()
-  await Promise.all([tasks.close(), users.close(), projects.close()])
+  await services?.close()
 })
 
 describe('routing', () => {
@@ -59,12 +53,15 @@ describe('routing', () => {
   })
 
   test('an unknown route is 404 problem+json and reaches no service', async () => {
-    const before = tasks.requests.length + users.requests.length + projects.requests.length
+    const before =
+      services.tasks.requests.length + services.users.requests.length + services.projects.requests.length
     const res = await call(`${gateway.url}/nothing-here`)
     expect(res.status).toBe(404)
     expect(res.headers['content-type']).toMatch(/application\/problem\+json/)
     expect(res.json).toMatchObject({ status: 404, title: 'Not Found' })
-    expect(tasks.requests.length + users.requests.length + projects.requests.length).toBe(before)
+    expect(
+      services.tasks.requests.length + services.users.requests.length + services.projects.requests.length,
+    ).toBe(before)
   })
 
   test('a prefix lookalike is not routed (/tasksfoo)', async () => {
@@ -94,9 +91,9 @@ describe('original gateway contract', () => {
       services: { 'task-service': 'healthy', 'user-service': 'healthy', 'project-service': 'healthy' },
     })
 
-    users.ready = 503
+    services.users.ready = 503
     // The project-service stalls its probe: checked in parallel, so the answer takes one timeout, not three.
-    projects.behave((req) => req.url === '/health/ready')
+    services.projects.behave((req) => req.url === '/health/ready')
     res = await call(`${gateway.url}/health`)
     expect(res.json.services).toEqual({
       'task-service': 'healthy',
@@ -104,8 +101,8 @@ describe('original gateway contract', () => {
       'project-service': 'unreachable',
     })
     expect(res.ms).toBeLessThan(1000)
-    users.ready = 200
-    projects.behave(undefined)
+    services.users.ready = 200
+    services.projects.behave(undefined)
   })
 
   test('the kit probes and metrics stay available', async () => {
@@ -189,7 +186,7 @@ Upgrade: h2c`,
 
 describe('request size', () => {
   test('a body over 1 MiB with Content-Length is refused with 413 before any service sees it', async () => {
-    const before = tasks.requests.length
+    const before = services.tasks.requests.length
     const res = await call(`${gateway.url}/tasks`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -197,12 +194,12 @@ describe('request size', () => {
     })
     expect(res.status).toBe(413)
     expect(res.headers['content-type']).toMatch(/application\/problem\+json/)
-    expect(tasks.requests.length).toBe(before)
+    expect(services.tasks.requests.length).toBe(before)
   })
 
   test('a chunked body over 1 MiB is refused with 413 before any service sees it; 1 MiB exactly passes', async () => {
     const { request } = await import('undici')
-    const before = tasks.requests.length
+    const before = services.tasks.requests.length
     async function* chunks(total: number) {
       const chunk = Buffer.alloc(64 * 1024, 0x61)
       for (let sent = 0; sent < total; sent += chunk.length)
@@ -217,7 +214,7 @@ describe('request size', () => {
       expect(tooBig.statusCode).toBe(413)
       await tooBig.body.text()
     }
-    expect(tasks.requests.length).toBe(before)
+    expect(services.tasks.requests.length).toBe(before)
 
     const fits = await request(`${gateway.url}/tasks`, {
       method: 'POST',
@@ -231,6 +228,7 @@ describe('request size', () => {
 
 describe('the API document', () => {
   test('/openapi.json is composed from the services’ own documents, with what the gateway answers itself', async () => {
+    const { tasks, users, projects } = services
     const problem = { type: 'object', properties: { detail: { type: 'string' } } }
     const documentOf = (paths: Record<string, unknown>, schemas: Record<string, unknown>) =>
       JSON.stringify({ openapi: '3.1.0', info: { title: 's', version: '1' }, paths, components: { schemas } })

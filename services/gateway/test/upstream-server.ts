@@ -125,3 +125,35 @@ export async function startUpstream(
       }),
   }
 }
+
+export type TestServices = Awaited<ReturnType<typeof startServices>>
+
+/**
+ * The three services behind the gateway as test upstreams on 127.0.0.1; `env` gives a gateway their URLs. With `jwks`
+ * the user-service one publishes it at /.well-known/jwks.json as the real one does (`jwksFetches` counts the fetches).
+ */
+export async function startServices(jwks?: object) {
+  const tasks = await startUpstream('task-service')
+  const users = await startUpstream('user-service')
+  const projects = await startUpstream('project-service')
+  let jwksFetches = 0
+  if (jwks) {
+    users.behave((req, res) => {
+      if (req.url !== '/.well-known/jwks.json') return false
+      jwksFetches += 1
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(jwks))
+      return true
+    })
+  }
+  return {
+    tasks,
+    users,
+    projects,
+    env: { TASK_SERVICE_URL: tasks.url, USER_SERVICE_URL: users.url, PROJECT_SERVICE_URL: projects.url },
+    jwksFetches: () => jwksFetches,
+    close: async () => {
+      await Promise.all([tasks.close(), users.close(), projects.close()])
+    },
+  }
+}

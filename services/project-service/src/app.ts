@@ -1,7 +1,8 @@
-import { authPlugin, verifierFromConfig } from '@task-manager/auth'
+import { authPlugin, TokenRevocations, verifierFromConfig } from '@task-manager/auth'
 import { Outbox, STREAMS, setUpServiceEvents } from '@task-manager/events'
 import {
   type App,
+  serviceIdentity,
   serviceKit,
   setUpServiceDatabase,
   Upstream,
@@ -14,15 +15,15 @@ import { migrations } from './db/migrations/index.js'
 import type { ProjectDatabase } from './db/schema.js'
 import { onUserDeleted } from './events/user-deleted.js'
 import type { Caller } from './projects/access.js'
+import { memberRoutes } from './projects/member-routes.js'
 import { ProjectRepository } from './projects/repository.js'
 import { projectRoutes } from './projects/routes.js'
 import { UserDirectory } from './users/client.js'
 
-export const identity = {
-  service: 'project-service',
-  version: process.env.npm_package_version ?? '0.1.0',
-  description: 'Projects of the Task Manager, their members, and the membership lookup other services ask',
-}
+export const identity = serviceIdentity(
+  'project-service',
+  'Projects of the Task Manager, their members, and the membership lookup other services ask',
+)
 
 export interface ProjectAppOptions {
   config: ProjectServiceConfig
@@ -36,7 +37,9 @@ export interface ProjectAppOptions {
 export default fp(projectApp, { name: 'project-service', fastify: '5.x' })
 
 async function projectApp(app: App, { config }: ProjectAppOptions) {
-  const verifier = verifierFromConfig(config)
+  // Revoked tokens (users.user.tokens_revoked, followed below) are refused, cached or not.
+  const revocations = new TokenRevocations()
+  const verifier = verifierFromConfig(config, { revocations })
   await app.register(serviceKit, { ...identity, maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS })
 
   const database = await setUpServiceDatabase<ProjectDatabase>(app, {
@@ -82,6 +85,7 @@ async function projectApp(app: App, { config }: ProjectAppOptions) {
         onApplied: () => outbox.committed(),
       },
     ],
+    revocations,
   })
 
   await app.register(async (routes) => {
@@ -91,11 +95,8 @@ async function projectApp(app: App, { config }: ProjectAppOptions) {
       const own = route.preHandler === undefined ? [] : [route.preHandler].flat()
       route.preHandler = [routes.authenticate, ...own]
     })
-    await routes.register(projectRoutes, {
-      repository,
-      users,
-      callerOf,
-      maxMembersPerProject: config.MAX_MEMBERS_PER_PROJECT,
-    })
+    const options = { repository, users, callerOf, maxMembersPerProject: config.MAX_MEMBERS_PER_PROJECT }
+    await routes.register(projectRoutes, options)
+    await routes.register(memberRoutes, options)
   })
 }

@@ -1,9 +1,10 @@
 import rateLimit from '@fastify/rate-limit'
-import { authPlugin, verifierFromConfig } from '@task-manager/auth'
+import { authPlugin, TokenRevocations, verifierFromConfig } from '@task-manager/auth'
 import { STREAMS, setUpServiceEvents } from '@task-manager/events'
 import {
   type App,
   Bulkhead,
+  serviceIdentity,
   serviceKit,
   setUpServiceDatabase,
   Upstream,
@@ -19,11 +20,10 @@ import { MembershipReadModel } from './tasks/memberships.js'
 import { SEARCH_REFUSAL, TaskRepository } from './tasks/repository.js'
 import { taskRoutes } from './tasks/routes.js'
 
-export const identity = {
-  service: 'task-service',
-  version: process.env.npm_package_version ?? '0.1.0',
-  description: 'Tasks of the Task Manager: CRUD, filters, keyset pagination, optimistic concurrency',
-}
+export const identity = serviceIdentity(
+  'task-service',
+  'Tasks of the Task Manager: CRUD, filters, keyset pagination, optimistic concurrency',
+)
 
 export interface TaskAppOptions {
   config: TaskServiceConfig
@@ -39,7 +39,12 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
     migrations,
   })
 
-  await app.register(authPlugin, { mode: config.AUTH_MODE, verifier: verifierFromConfig(config) })
+  // Revoked tokens (users.user.tokens_revoked, followed below) are refused, cached or not.
+  const revocations = new TokenRevocations()
+  await app.register(authPlugin, {
+    mode: config.AUTH_MODE,
+    verifier: verifierFromConfig(config, { revocations }),
+  })
   const projects = config.PROJECT_SERVICE_URL
     ? new Upstream({
         name: 'project-service',
@@ -56,6 +61,7 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
     config,
     db: database.db,
     consumes: [{ stream: STREAMS.projects, handlers: projectEventHandlers }],
+    revocations,
   })
   const readModel = events ? new MembershipReadModel(database.db) : null
 

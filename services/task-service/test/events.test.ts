@@ -2,7 +2,6 @@ import { startTestIssuer, type TestIssuer } from '@task-manager/auth/testing'
 import { EventBus, type EventData, type EventType, newEvent, STREAMS } from '@task-manager/events'
 import type { App } from '@task-manager/service-kit'
 import { useNatsServer, useTestDatabase } from '@task-manager/testing'
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp, countRows, validTask } from './helpers.js'
 
@@ -37,20 +36,18 @@ async function eventually<T>(
 
 const as = (user: number) => ({ authorization: `Bearer ${tokens[user]}` })
 
-/** The read model's answer, read straight from the database: for waiting until an event applied. */
-async function roleIn(projectId: number, userId: number): Promise<string | null> {
-  const client = new pg.Client({ connectionString: database.url })
-  await client.connect()
-  try {
-    const { rows } = await client.query(
-      'select role from project_members where project_id = $1 and user_id = $2',
-      [projectId, userId],
-    )
-    return rows[0]?.role ?? null
-  } finally {
-    await client.end()
-  }
-}
+/** POST /tasks as `user` in `projectId`, repeated until it answers `status`: until the event that decides it applied. */
+const createUntil = (user: number, status: number, projectId = 1) =>
+  eventually(
+    () =>
+      app.inject({
+        method: 'POST',
+        url: '/tasks',
+        headers: as(user),
+        payload: { ...validTask, project_id: projectId, user_id: user },
+      }),
+    (response) => response.statusCode === status,
+  )
 
 beforeAll(async () => {
   issuer = await startTestIssuer()
@@ -76,16 +73,7 @@ afterAll(async () => {
 describe('task access from the membership read model (project-service down)', () => {
   it('a member added by event reads and writes tasks; a non-member sees none', async () => {
     await publish('projects.member.added', { project_id: 1, user_id: ALICE, role: 'owner' })
-    const created = await eventually(
-      () =>
-        app.inject({
-          method: 'POST',
-          url: '/tasks',
-          headers: as(ALICE),
-          payload: { ...validTask, user_id: ALICE },
-        }),
-      (response) => response.statusCode === 201,
-    )
+    const created = await createUntil(ALICE, 201)
     expect(created.statusCode).toBe(201)
     const id = created.json().id
     expect((await app.inject({ url: `/tasks/${id}`, headers: as(ALICE) })).statusCode).toBe(200)
@@ -105,16 +93,7 @@ describe('task access from the membership read model (project-service down)', ()
       role: 'viewer',
       previous_role: 'editor',
     })
-    const write = await eventually(
-      () =>
-        app.inject({
-          method: 'POST',
-          url: '/tasks',
-          headers: as(BOB),
-          payload: { ...validTask, user_id: BOB },
-        }),
-      (response) => response.statusCode === 403,
-    )
+    const write = await createUntil(BOB, 403)
     expect(write.statusCode).toBe(403)
     expect((await app.inject({ url: '/tasks', headers: as(BOB) })).json()).toHaveLength(1)
   })
@@ -126,16 +105,7 @@ describe('task access from the membership read model (project-service down)', ()
       role: 'editor',
       previous_role: 'viewer',
     })
-    const bobs = await eventually(
-      () =>
-        app.inject({
-          method: 'POST',
-          url: '/tasks',
-          headers: as(BOB),
-          payload: { ...validTask, user_id: BOB },
-        }),
-      (response) => response.statusCode === 201,
-    )
+    const bobs = await createUntil(BOB, 201)
     expect(bobs.statusCode).toBe(201)
     await publish('projects.member.removed', {
       project_id: 1,
@@ -155,16 +125,7 @@ describe('task access from the membership read model (project-service down)', ()
 
   it('a deleted project takes its tasks with it, from the API and from the database', async () => {
     await publish('projects.member.added', { project_id: 2, user_id: ALICE, role: 'owner' })
-    const other = await eventually(
-      () =>
-        app.inject({
-          method: 'POST',
-          url: '/tasks',
-          headers: as(ALICE),
-          payload: { ...validTask, project_id: 2, user_id: ALICE },
-        }),
-      (response) => response.statusCode === 201,
-    )
+    const other = await createUntil(ALICE, 201, 2)
     expect(other.statusCode).toBe(201)
     const before = await countRows(database.url, 'tasks')
     await publish('projects.project.deleted', { project_id: 1, reason: 'deleted' })

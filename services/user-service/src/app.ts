@@ -1,7 +1,14 @@
 import formbody from '@fastify/formbody'
 import rateLimit from '@fastify/rate-limit'
-import { authPlugin, createVerifier } from '@task-manager/auth'
-import { type App, optionalRedis, serviceKit, setUpServiceDatabase } from '@task-manager/service-kit'
+import { AuthError, authPlugin, createVerifier, tokenIssuedAt } from '@task-manager/auth'
+import { Outbox, STREAMS, setUpServiceEvents } from '@task-manager/events'
+import {
+  type App,
+  optionalRedis,
+  serviceIdentity,
+  serviceKit,
+  setUpServiceDatabase,
+} from '@task-manager/service-kit'
 import fp from 'fastify-plugin'
 import type { UserServiceConfig } from './config.js'
 import { migrations } from './db/migrations/index.js'
@@ -13,12 +20,10 @@ import { LoginLock } from './users/login-lock.js'
 import { UserRepository } from './users/repository.js'
 import { userRoutes } from './users/routes.js'
 
-export const identity = {
-  service: 'user-service',
-  version: process.env.npm_package_version ?? '0.1.0',
-  description:
-    'Users of the Task Manager: registration, login, profiles; issues the access tokens (EdDSA, JWKS)',
-}
+export const identity = serviceIdentity(
+  'user-service',
+  'Users of the Task Manager: registration, login, profiles; issues the access tokens (EdDSA, JWKS)',
+)
 
 export interface UserAppOptions {
   config: UserServiceConfig
@@ -44,7 +49,16 @@ async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
     migrations,
   })
 
-  const repository = new UserRepository(database.db)
+  // Password and role changes, logouts and deletions write their events in the same transaction (the
+  // outbox); the relay publishes them to the USERS stream for the project-service and every verifier.
+  const outbox = new Outbox(identity.service)
+  const repository = new UserRepository(database.db, outbox)
+  setUpServiceEvents(app, {
+    service: identity.service,
+    config,
+    db: database.db,
+    publishes: { stream: STREAMS.users, outbox },
+  })
   const hashConcurrency = config.PASSWORD_HASH_CONCURRENCY || defaultHashConcurrency()
   const hasher = new PasswordHasher(
     { logN: config.PASSWORD_SCRYPT_LOG_N, r: 8, p: config.PASSWORD_SCRYPT_PARALLELISM },
@@ -69,7 +83,34 @@ async function userApp(app: App, { config, keys: givenKeys }: UserAppOptions) {
     issuer: config.JWT_ISSUER,
     audience: config.JWT_AUDIENCE,
   })
-  await app.register(authPlugin, { mode: config.AUTH_MODE, verifier })
+  // And refuses at once, whatever replica wrote it, a token issued before its user's `valid_after` or
+  // whose user is gone: the database is the truth here (other verifiers learn it from the events).
+  await app.register(authPlugin, {
+    mode: config.AUTH_MODE,
+    verifier,
+    confirm: async (principal) => {
+      let validAfter: Date | null | undefined
+      try {
+        validAfter = await repository.validAfter(principal.id)
+      } catch (error) {
+        return new AuthError(
+          'unavailable',
+          'The token could not be checked (database unavailable); retry shortly',
+          {
+            cause: error,
+          },
+        )
+      }
+      if (validAfter === undefined)
+        return new AuthError('invalid', 'The account this access token belongs to no longer exists')
+      if (validAfter !== null && (tokenIssuedAt(principal) ?? 0) < validAfter.getTime() / 1000)
+        return new AuthError(
+          'revoked',
+          'The access token has been revoked (password or role changed, or signed out); sign in again',
+        )
+      return undefined
+    },
+  })
 
   await app.register(formbody)
 

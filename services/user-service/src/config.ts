@@ -1,4 +1,5 @@
 import { AuthConfigProperties } from '@task-manager/auth'
+import { EventsConfigProperties } from '@task-manager/events'
 import {
   BaseConfigProperties,
   ConfigError,
@@ -10,6 +11,7 @@ import { type Static, Type } from 'typebox'
 export const UserServiceConfig = Type.Object({
   ...BaseConfigProperties,
   ...DatabaseConfigProperties,
+  ...EventsConfigProperties,
   JWT_ISSUER: AuthConfigProperties.JWT_ISSUER,
   JWT_AUDIENCE: AuthConfigProperties.JWT_AUDIENCE,
   PORT: Type.Integer({ minimum: 1, maximum: 65535, default: 8004 }),

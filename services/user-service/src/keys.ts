@@ -100,13 +100,16 @@ export async function issueAccessToken(
   settings: TokenSettings,
   user: { id: number; role: string },
 ): Promise<string> {
-  const now = Math.floor(Date.now() / 1000)
+  // `iat` keeps milliseconds (a NumericDate may be fractional, RFC 7519 §2): a token issued right after a
+  // logout or password change in the same second must not fall under that second's revocation.
+  const issuedAt = Date.now() / 1000
+  const now = Math.floor(issuedAt)
   return new SignJWT({ role: user.role })
     .setProtectedHeader({ alg: 'EdDSA', kid: keys.signing.kid, typ: 'JWT' })
     .setSubject(String(user.id))
     .setIssuer(settings.issuer)
     .setAudience(settings.audience)
-    .setIssuedAt(now)
+    .setIssuedAt(issuedAt)
     .setExpirationTime(now + settings.ttlSeconds)
     .setJti(randomUUID())
     .sign(keys.signing.privateKey)

@@ -78,36 +78,24 @@ export interface ForgeClaims {
   iat?: number
 }
 
+/** The claims of a valid 15-minute access token, with `claims` on top. */
+function accessClaims(claims: ForgeClaims) {
+  const now = Math.floor(Date.now() / 1000)
+  return { role: 'user', iss: 'task-manager', aud: 'task-manager-api', iat: now, exp: now + 900, ...claims }
+}
+
 /** Signs arbitrary claims with one of the service's own keys (for expired / wrong-audience tokens). */
 export async function signWith(ring: KeyRing, claims: ForgeClaims, kid = ring.signing.kid): Promise<string> {
   const key = ring.all.find((candidate) => candidate.kid === kid)
   if (!key) throw new Error(`no key ${kid}`)
-  const now = Math.floor(Date.now() / 1000)
-  return new SignJWT({
-    role: 'user',
-    iss: 'task-manager',
-    aud: 'task-manager-api',
-    iat: now,
-    exp: now + 900,
-    ...claims,
-  })
-    .setProtectedHeader({ alg: 'EdDSA', kid })
-    .sign(key.privateKey)
+  return new SignJWT(accessClaims(claims)).setProtectedHeader({ alg: 'EdDSA', kid }).sign(key.privateKey)
 }
 
 /** HS256 with the service's published public key (PEM) as the HMAC secret: the algorithm-confusion attack. */
 export async function forgeHmac(ring: KeyRing, claims: ForgeClaims): Promise<string> {
   const publicKey = await importJWK(ring.signing.publicJwk, 'EdDSA', { extractable: true })
   const secret = new TextEncoder().encode(await exportSPKI(publicKey as CryptoKey))
-  const now = Math.floor(Date.now() / 1000)
-  return new SignJWT({
-    role: 'user',
-    iss: 'task-manager',
-    aud: 'task-manager-api',
-    iat: now,
-    exp: now + 900,
-    ...claims,
-  })
+  return new SignJWT(accessClaims(claims))
     .setProtectedHeader({ alg: 'HS256', kid: ring.signing.kid })
     .sign(secret)
 }

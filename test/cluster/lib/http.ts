@@ -1,5 +1,7 @@
 import { Agent, request } from 'node:http'
 
+export { signUp } from '../../lib/accounts.ts'
+
 export interface Answer<T = any> {
   status: number
   headers: Record<string, string | string[] | undefined>
@@ -76,20 +78,4 @@ export function client(entryUrl: string, host: string): Api {
       )
       req.end(payload)
     })
-}
-
-let counter = 0
-/** A user registered and logged in. */
-export async function signUp(
-  api: Api,
-  name: string,
-): Promise<{ id: number; token: string; email: string; password: string }> {
-  const email = `${name.toLowerCase()}-${Date.now()}-${process.pid}-${++counter}@example.com`
-  const password = 'correct horse battery staple'
-  const registered = await api<{ id: number }>('POST', '/users', { body: { email, name, password } })
-  if (registered.status !== 201)
-    throw new Error(`register ${name}: ${registered.status} ${JSON.stringify(registered.body)}`)
-  const login = await api<{ access_token: string }>('POST', '/auth/token', { body: { email, password } })
-  if (login.status !== 200) throw new Error(`login ${name}: ${login.status} ${JSON.stringify(login.body)}`)
-  return { id: registered.body.id, token: login.body.access_token, email, password }
 }

@@ -122,3 +122,34 @@ export function TextField({
     </Field>
   )
 }
+
+/** A labelled <textarea> whose value lives in the caller's state. */
+export function TextAreaField({
+  id,
+  label,
+  error,
+  value,
+  onValue,
+  rows,
+  maxLength,
+}: {
+  id: string
+  label: string
+  error?: string | undefined
+  value: string
+  onValue(value: string): void
+  rows: number
+  maxLength: number
+}) {
+  return (
+    <Field id={id} label={label} error={error}>
+      <textarea
+        {...fieldAria(id, error)}
+        maxLength={maxLength}
+        rows={rows}
+        value={value}
+        onInput={(e) => onValue(e.currentTarget.value)}
+      />
+    </Field>
+  )
+}

@@ -2,7 +2,8 @@ import { useEffect, useRef, useState } from 'preact/hooks'
 import { ApiError } from '../api.js'
 import { useSession } from '../context.js'
 import type { Project } from '../types.js'
-import { Field, fieldAria, focusFirstInvalid, TextField } from './Field.js'
+import { focusFirstInvalid } from './Field.js'
+import { ProjectFields } from './ProjectFields.js'
 
 /** The caller's projects (GET /projects, keyset pages) and a form to create one. */
 export function ProjectList({ onOpen }: { onOpen(project: Project): void }) {
@@ -88,24 +89,15 @@ export function ProjectList({ onOpen }: { onOpen(project: Project): void }) {
       <section class="card" aria-labelledby="new-project-heading">
         <h2 id="new-project-heading">New project</h2>
         <form ref={form} onSubmit={create} noValidate>
-          <TextField
-            id="project-name"
-            label="Project name"
-            error={errors.name}
-            required
-            maxLength={200}
-            value={name}
-            onValue={setName}
+          <ProjectFields
+            id="project"
+            errors={errors}
+            name={name}
+            onName={setName}
+            description={description}
+            onDescription={setDescription}
+            descriptionLabel="Description (optional)"
           />
-          <Field id="project-description" label="Description (optional)" error={errors.description}>
-            <textarea
-              {...fieldAria('project-description', errors.description)}
-              maxLength={2000}
-              rows={2}
-              value={description}
-              onInput={(e) => setDescription(e.currentTarget.value)}
-            />
-          </Field>
           <div class="actions">
             <button type="submit" disabled={busy}>
               Create project

@@ -3,9 +3,10 @@ import { ApiError } from '../api.js'
 import { useSession } from '../context.js'
 import { type Member, type Project, permissions, type Task } from '../types.js'
 import { Board } from './Board.js'
-import { Field, fieldAria, focusFirstInvalid, TextField } from './Field.js'
+import { focusFirstInvalid } from './Field.js'
 import { Members } from './Members.js'
 import { ConfirmDialog } from './Modal.js'
+import { ProjectFields } from './ProjectFields.js'
 import { TaskEditor } from './TaskEditor.js'
 import { TaskList } from './TaskList.js'
 
@@ -231,24 +232,15 @@ function RenameForm({ project, onDone }: { project: Project; onDone(renamed: Pro
 
   return (
     <form ref={form} onSubmit={save} noValidate aria-label="Rename project">
-      <TextField
-        id="rename-name"
-        label="Project name"
-        error={errors.name}
-        required
-        maxLength={200}
-        value={name}
-        onValue={setName}
+      <ProjectFields
+        id="rename"
+        errors={errors}
+        name={name}
+        onName={setName}
+        description={description}
+        onDescription={setDescription}
+        descriptionLabel="Description"
       />
-      <Field id="rename-description" label="Description" error={errors.description}>
-        <textarea
-          {...fieldAria('rename-description', errors.description)}
-          maxLength={2000}
-          rows={2}
-          value={description}
-          onInput={(e) => setDescription(e.currentTarget.value)}
-        />
-      </Field>
       <div class="actions left">
         <button type="submit">Save name</button>
         <button type="button" class="secondary" onClick={() => onDone(null)}>

@@ -11,7 +11,7 @@ import {
   type Task,
   type TaskInput,
 } from '../types.js'
-import { Field, fieldAria, focusFirstInvalid, SelectField, TextField } from './Field.js'
+import { Field, fieldAria, focusFirstInvalid, SelectField, TextAreaField, TextField } from './Field.js'
 import { ConfirmDialog, Modal } from './Modal.js'
 import type { NamedMember } from './ProjectView.js'
 
@@ -266,15 +266,15 @@ export function TaskEditor({
             value={form.title}
             onValue={(value) => set('title', value)}
           />
-          <Field id="task-description" label="Description" error={errors.description}>
-            <textarea
-              {...fieldAria('task-description', errors.description)}
-              maxLength={2000}
-              rows={4}
-              value={form.description}
-              onInput={(e) => set('description', e.currentTarget.value)}
-            />
-          </Field>
+          <TextAreaField
+            id="task-description"
+            label="Description"
+            error={errors.description}
+            maxLength={2000}
+            rows={4}
+            value={form.description}
+            onValue={(value) => set('description', value)}
+          />
           <div class="row">
             <SelectField
               id="task-status"

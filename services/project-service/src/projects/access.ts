@@ -1,5 +1,6 @@
 import { HttpProblem, problemType } from '@task-manager/service-kit'
 import type { MemberRole } from '../db/schema.js'
+import type { LockedProject, ProjectRepository } from './repository.js'
 
 /**
  * Who is asking. With AUTH_MODE=disabled there is no caller (`open`): every request may do everything,
@@ -51,4 +52,35 @@ export function assertMay(
     `${what} project ${projectId} needs the ${allowed.join(' or ')} role; you are ${role ? `a ${role}` : 'not a member'}`,
     { type: problemType('forbidden') },
   )
+}
+
+/** The project as the caller sees it (with the caller's role), or a 404 problem. */
+export async function visibleProject(repository: ProjectRepository, id: number, caller: Caller) {
+  const row = await repository.find(id, caller.open ? null : caller.id)
+  if (!row) throw projectNotFound(id)
+  assertVisible(id, caller, row.role)
+  return row
+}
+
+/** The caller's role read inside the locked transaction: it may have changed since the request began. */
+export async function roleLocked(locked: LockedProject, caller: Caller): Promise<MemberRole | null> {
+  return caller.open ? null : ((await locked.member(caller.id))?.role ?? null)
+}
+
+export async function assertManagerLocked(locked: LockedProject, caller: Caller): Promise<void> {
+  assertMay('manage', locked.project.id, caller, await roleLocked(locked, caller))
+}
+
+/** Whose list a signed-in caller reads: their own by default, another user's only as an administrator. */
+export function listedUser(
+  caller: Caller & { open: false },
+  requested: number | undefined,
+  what: string,
+): number {
+  if (requested !== undefined && requested !== caller.id && !caller.admin) {
+    throw new HttpProblem(403, `Only administrators may list another user's ${what}`, {
+      type: problemType('forbidden'),
+    })
+  }
+  return requested ?? caller.id
 }

@@ -1,4 +1,4 @@
-import { CursorParameter, Id, Text } from '@task-manager/service-kit'
+import { CursorParameter, cursorCodec, Id, INT4_MAX, Text } from '@task-manager/service-kit'
 import { type Static, Type } from 'typebox'
 
 export const ProjectStatus = Type.Union([Type.Literal('active'), Type.Literal('archived')])
@@ -125,3 +125,6 @@ export const MembershipListQuery = Type.Object(
   { additionalProperties: false },
 )
 export type MembershipListQuery = Static<typeof MembershipListQuery>
+
+/** The cursor of both lists (the kit's format): the last id of the previous page, checked to be a possible id. */
+export const PageCursor = cursorCodec(Type.Object({ after: Type.Integer({ minimum: 0, maximum: INT4_MAX }) }))

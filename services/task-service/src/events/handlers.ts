@@ -1,8 +1,22 @@
-import type { EventHandlers } from '@task-manager/events'
+import type { EventHandler, EventHandlers } from '@task-manager/events'
 import type { Transaction } from 'kysely'
 import type { TaskDatabase } from '../db/schema.js'
 
 const tx = (trx: Transaction<any>) => trx as Transaction<TaskDatabase>
+
+/** A member added, or their role changed: the read model holds the role the event names. */
+const setMemberRole: EventHandler<'projects.member.added' | 'projects.member.role_changed'> = async (
+  { data },
+  trx,
+) => {
+  await tx(trx)
+    .insertInto('project_members')
+    .values({ project_id: data.project_id, user_id: data.user_id, role: data.role })
+    .onConflict((conflict) =>
+      conflict.columns(['project_id', 'user_id']).doUpdateSet({ role: data.role, updated_at: new Date() }),
+    )
+    .execute()
+}
 
 /**
  * The task-service's reactions to the project events, each in one transaction with its inbox row:
@@ -13,24 +27,8 @@ const tx = (trx: Transaction<any>) => trx as Transaction<TaskDatabase>
  *   them), with its memberships.
  */
 export const projectEventHandlers: EventHandlers = {
-  'projects.member.added': async ({ data }, trx) => {
-    await tx(trx)
-      .insertInto('project_members')
-      .values({ project_id: data.project_id, user_id: data.user_id, role: data.role })
-      .onConflict((conflict) =>
-        conflict.columns(['project_id', 'user_id']).doUpdateSet({ role: data.role, updated_at: new Date() }),
-      )
-      .execute()
-  },
-  'projects.member.role_changed': async ({ data }, trx) => {
-    await tx(trx)
-      .insertInto('project_members')
-      .values({ project_id: data.project_id, user_id: data.user_id, role: data.role })
-      .onConflict((conflict) =>
-        conflict.columns(['project_id', 'user_id']).doUpdateSet({ role: data.role, updated_at: new Date() }),
-      )
-      .execute()
-  },
+  'projects.member.added': setMemberRole,
+  'projects.member.role_changed': setMemberRole,
   'projects.member.removed': async ({ data }, trx) => {
     await tx(trx)
       .deleteFrom('project_members')

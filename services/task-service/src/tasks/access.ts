@@ -1,6 +1,7 @@
 import type { Principal } from '@task-manager/auth'
 import { HttpProblem, problemType, propagationHeaders, type Upstream } from '@task-manager/service-kit'
 import type { FastifyRequest } from 'fastify'
+import { LRUCache } from 'lru-cache'
 import type { MembershipReadModel } from './memberships.js'
 import type { Visibility } from './repository.js'
 
@@ -18,31 +19,26 @@ const MAX_MEMBERSHIP_PAGES = 20
  * Recently confirmed memberships, so a user working in a project does not cost a project-service round
  * trip on every task request. Only positive answers are kept, for `ttlMs`: a newly added member is seen
  * at once, a removed member keeps access for at most `ttlMs`. Failures are never kept. Concurrent lookups
- * of one pair share one call. Bounded: the oldest entries go first.
+ * of one pair share one call. Bounded (lru-cache): the least recently used entries go first.
  */
 class MembershipCache {
-  private readonly roles = new Map<string, { role: ProjectRole; expires: number }>()
+  private readonly roles: LRUCache<string, ProjectRole> | null
   private readonly inFlight = new Map<string, Promise<ProjectRole | null>>()
 
-  constructor(
-    private readonly ttlMs: number,
-    private readonly maxEntries = 10_000,
-  ) {}
+  constructor(ttlMs: number, maxEntries = 10_000) {
+    this.roles = ttlMs > 0 ? new LRUCache({ max: maxEntries, ttl: ttlMs }) : null
+  }
 
   async get(key: string, load: () => Promise<ProjectRole | null>): Promise<ProjectRole | null> {
-    if (this.ttlMs <= 0) return load()
-    const hit = this.roles.get(key)
-    if (hit && hit.expires > Date.now()) return hit.role
-    if (hit) this.roles.delete(key)
+    const roles = this.roles
+    if (roles === null) return load()
+    const hit = roles.get(key)
+    if (hit) return hit
     let pending = this.inFlight.get(key)
     if (!pending) {
       pending = load()
         .then((role) => {
-          if (role) {
-            if (this.roles.size >= this.maxEntries)
-              this.roles.delete(this.roles.keys().next().value as string)
-            this.roles.set(key, { role, expires: Date.now() + this.ttlMs })
-          }
+          if (role) roles.set(key, role)
           return role
         })
         .finally(() => this.inFlight.delete(key))

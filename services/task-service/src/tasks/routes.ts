@@ -1,36 +1,21 @@
-import {
-  type App,
-  type FieldError,
-  HttpProblem,
-  parseDateOrDateTime,
-  problemResponses,
-  problemType,
-} from '@task-manager/service-kit'
+import { type App, HttpProblem, problemResponses } from '@task-manager/service-kit'
 import type { FastifyContextConfig, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { TaskRow } from '../db/schema.js'
 import type { TaskAccess } from './access.js'
+import { changesFrom, effectiveChanges, newTaskFrom } from './bodies.js'
 import { requestHash } from './idempotency.js'
 import { etagOf, expectedVersions, preconditionFailed } from './preconditions.js'
-import {
-  type NewTask,
-  type TaskChanges,
-  type TaskRepository,
-  toTask,
-  type UpdateOutcome,
-} from './repository.js'
-import { stripHtml } from './sanitize.js'
+import { type TaskChanges, type TaskRepository, toTask, type UpdateOutcome } from './repository.js'
 import {
   IdempotencyHeaders,
   IfMatchHeaders,
   StatusUpdate,
   Task,
-  type TaskInput,
-  TaskInput as TaskInputSchema,
+  TaskInput,
   TaskListQuery,
   TaskParams,
-  type TaskPatch,
-  TaskPatch as TaskPatchSchema,
+  TaskPatch,
 } from './schemas.js'
 
 export interface RateLimits {
@@ -51,87 +36,6 @@ const problems = problemResponses
 
 function notFound(id: number): HttpProblem {
   return new HttpProblem(404, `Task ${id} not found`)
-}
-
-function invalid(errors: FieldError[]): HttpProblem {
-  const first = errors[0] as FieldError
-  return new HttpProblem(422, `Invalid body field '${first.field}': ${first.message}`, {
-    type: problemType('validation-failed'),
-    errors,
-  })
-}
-
-/** ISO 8601 date or date-time → Date; a date alone is midnight UTC and no offset means UTC. */
-export function parseDueDate(value: string | null | undefined): Date | null {
-  if (value === null || value === undefined) return null
-  const date = parseDateOrDateTime(value)
-  if (date === undefined) {
-    throw invalid([{ in: 'body', field: 'due_date', message: 'is not an existing date' }])
-  }
-  return date
-}
-
-function cleanTitle(title: string): string {
-  const clean = stripHtml(title).trim()
-  if (clean.length === 0) {
-    throw invalid([{ in: 'body', field: 'title', message: 'must not be empty once HTML is removed' }])
-  }
-  return clean
-}
-
-function cleanTags(tags: string[]): string[] {
-  return tags
-    .map(stripHtml)
-    .map((tag) => tag.trim())
-    .filter((tag) => tag.length > 0)
-}
-
-/** `assignee`: the body's user_id, else the caller; absent only with auth disabled and no token. */
-function newTaskFrom(body: TaskInput, assignee: number | undefined): NewTask {
-  if (assignee === undefined) {
-    throw invalid([{ in: 'body', field: 'user_id', message: "must have required property 'user_id'" }])
-  }
-  return {
-    title: cleanTitle(body.title),
-    description: stripHtml(body.description ?? ''),
-    status: body.status ?? 'todo',
-    priority: body.priority ?? 'medium',
-    user_id: assignee,
-    project_id: body.project_id,
-    due_date: parseDueDate(body.due_date),
-    tags: cleanTags(body.tags ?? []),
-  }
-}
-
-function changesFrom(patch: TaskPatch): TaskChanges {
-  const changes: TaskChanges = {}
-  if (patch.title !== undefined) changes.title = cleanTitle(patch.title)
-  if (patch.description !== undefined) changes.description = stripHtml(patch.description ?? '')
-  if (patch.status !== undefined) changes.status = patch.status
-  if (patch.priority !== undefined) changes.priority = patch.priority
-  if (patch.user_id !== undefined) changes.user_id = patch.user_id
-  if (patch.project_id !== undefined) changes.project_id = patch.project_id
-  if (patch.due_date !== undefined) changes.due_date = parseDueDate(patch.due_date)
-  if (patch.tags !== undefined) changes.tags = cleanTags(patch.tags ?? [])
-  return changes
-}
-
-const sameTags = (a: string[], b: string[]) => a.length === b.length && a.every((tag, i) => tag === b[i])
-
-/** Only the changes that differ from the stored row: a PATCH restating values changes nothing. */
-function effectiveChanges(current: TaskRow, changes: TaskChanges): TaskChanges {
-  const effective: TaskChanges = {}
-  for (const [field, value] of Object.entries(changes) as [keyof TaskChanges, unknown][]) {
-    const stored = current[field]
-    const same =
-      field === 'due_date'
-        ? (stored as Date | null)?.getTime() === (value as Date | null)?.getTime()
-        : field === 'tags'
-          ? sameTags(stored as string[], value as string[])
-          : stored === value
-    if (!same) Object.assign(effective, { [field]: value })
-  }
-  return effective
 }
 
 function sendTask(reply: FastifyReply, row: TaskRow, status = 200) {
@@ -224,7 +128,7 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
           'Send an `Idempotency-Key` header to make retries safe: a repeat returns the first response.',
         tags: ['tasks'],
         headers: IdempotencyHeaders,
-        body: TaskInputSchema,
+        body: TaskInput,
         response: { 201: Task, ...problems(400, 401, 413, 415, 422, 429, 503) },
       },
     },
@@ -308,7 +212,7 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
         tags: ['tasks'],
         params: TaskParams,
         headers: IfMatchHeaders,
-        body: TaskInputSchema,
+        body: TaskInput,
         response: { 200: Task, ...problems(400, 401, 403, 404, 412, 413, 415, 422, 429, 503) },
       },
     },
@@ -334,7 +238,7 @@ export async function taskRoutes(app: App, options: TaskRoutesOptions) {
         tags: ['tasks'],
         params: TaskParams,
         headers: IfMatchHeaders,
-        body: TaskPatchSchema,
+        body: TaskPatch,
         response: { 200: Task, ...problems(400, 401, 403, 404, 412, 413, 415, 422, 429, 503) },
       },
     },

@@ -1,4 +1,5 @@
 import type { Role } from '@task-manager/auth'
+import type { OutboxDatabase } from '@task-manager/events'
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
 
 export interface UsersTable {
@@ -11,6 +12,8 @@ export interface UsersTable {
   role: ColumnType<Role, Role | undefined, Role>
   created_at: ColumnType<Date, never, never>
   updated_at: ColumnType<Date, never, Date>
+  /** Tokens of this user issued (`iat`) before this are refused; null until a first revocation. */
+  valid_after: ColumnType<Date | null, never, Date>
 }
 
 /** Failed (and in-flight) logins per lower-cased email in the current window. */
@@ -20,7 +23,7 @@ export interface LoginFailuresTable {
   failures: number
 }
 
-export interface UserDatabase {
+export interface UserDatabase extends OutboxDatabase {
   users: UsersTable
   login_failures: LoginFailuresTable
 }

@@ -1,6 +1,8 @@
+import { traceparentOf } from '@task-manager/events'
 import { type App, HttpProblem, problemType } from '@task-manager/service-kit'
 import type { FastifyRequest } from 'fastify'
 import { Counter } from 'prom-client'
+import { Type } from 'typebox'
 import { issueAccessToken, type KeyRing, type TokenSettings } from '../keys.js'
 import type { PasswordHasher } from '../passwords.js'
 import type { LoginLock } from '../users/login-lock.js'
@@ -104,6 +106,38 @@ export async function tokenRoutes(
       // RFC 6749 §5.1: token responses must not be cached.
       reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
       return { access_token: accessToken, token_type: 'Bearer' as const, expires_in: tokens.ttlSeconds }
+    },
+  )
+
+  app.post(
+    '/auth/logout',
+    {
+      preHandler: app.authenticate,
+      schema: {
+        summary: 'Log out: revoke every access token of the caller issued before now',
+        description:
+          'Sets the caller’s `valid_after` to now: this service refuses the caller’s older tokens at once, the ' +
+          'gateway and the other services within the bounded delay of docs/events.md (users.user.tokens_revoked). ' +
+          'Tokens issued afterwards (a new login) stay valid. No body.',
+        tags: ['auth'],
+        response: { 204: Type.Null(), ...problems(401) },
+      },
+    },
+    async (request, reply) => {
+      const caller = request.principal
+      if (!caller) {
+        throw new HttpProblem(401, 'Authentication required: send "Authorization: Bearer <access token>"', {
+          type: problemType('authentication-required'),
+          headers: { 'www-authenticate': 'Bearer realm="task-manager"' },
+        })
+      }
+      if (!(await repository.revokeTokens(caller.id, 'logout', traceparentOf(request.headers.traceparent)))) {
+        throw new HttpProblem(401, 'The account this access token belongs to no longer exists', {
+          type: problemType('invalid-token'),
+        })
+      }
+      request.log.info({ user_id: caller.id }, 'logged out: tokens revoked')
+      return reply.code(204).send(null)
     },
   )
 

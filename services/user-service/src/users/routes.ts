@@ -1,4 +1,5 @@
 import type { Principal } from '@task-manager/auth'
+import { traceparentOf } from '@task-manager/events'
 import { type App, HttpProblem, problemType } from '@task-manager/service-kit'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
@@ -38,6 +39,8 @@ function callerOf(request: FastifyRequest): Principal {
   }
   return request.principal
 }
+
+const traceOf = (request: FastifyRequest) => traceparentOf(request.headers.traceparent)
 
 function trimmedName(name: string): string {
   const trimmed = name.trim()
@@ -144,7 +147,7 @@ export async function userRoutes(app: App, { repository, hasher, registrationsPe
         if (password !== undefined) changes.password_hash = await hasher.hash(password)
       }
       try {
-        const updated = await repository.update(row.id, changes)
+        const updated = await repository.update(row.id, changes, traceOf(request))
         if (!updated) throw unauthenticated('The account this access token belongs to no longer exists')
         return toUser(updated)
       } catch (error) {
@@ -166,13 +169,13 @@ export async function userRoutes(app: App, { repository, hasher, registrationsPe
     },
     async (request, reply) => {
       const row = await currentUser(request)
-      await deleteAs(row.id)
+      await deleteAs(row.id, request)
       return reply.code(204).send(null)
     },
   )
 
-  async function deleteAs(id: number): Promise<void> {
-    const outcome = await repository.deleteUser(id)
+  async function deleteAs(id: number, request: FastifyRequest): Promise<void> {
+    const outcome = await repository.deleteUser(id, traceOf(request))
     if (outcome === 'not-found') throw new HttpProblem(404, `User ${id} not found`)
     if (outcome === 'last-admin') {
       throw new HttpProblem(409, `User ${id} is the last admin and cannot be deleted`, {
@@ -242,7 +245,7 @@ export async function userRoutes(app: App, { repository, hasher, registrationsPe
           type: problemType('forbidden'),
         })
       }
-      await deleteAs(id)
+      await deleteAs(id, request)
       return reply.code(204).send(null)
     },
   )
@@ -270,7 +273,7 @@ export async function userRoutes(app: App, { repository, hasher, registrationsPe
           type: problemType('last-admin'),
         })
       }
-      const row = await repository.setRole(id, request.body.role)
+      const row = await repository.setRole(id, request.body.role, traceOf(request))
       if (!row) throw new HttpProblem(404, `User ${id} not found`)
       request.log.info({ user_id: id, role: row.role, by: caller.id }, 'role changed')
       return toUser(row)
