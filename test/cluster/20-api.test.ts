@@ -183,8 +183,12 @@ describe.each(paths)('the original contract (auth disabled) through the %s', (wh
     })
     expect(created.status).toBe(201)
     expect(created.body).toMatchObject({ ...original, id: expect.any(Number), due_date: expect.any(String) })
+    // Dates come back as the service writes them (milliseconds included): the same instant.
+    expect(Date.parse(created.body.due_date)).toBe(Date.parse(original.due_date))
     const id = created.body.id as number
-    expect((await api('GET', `/tasks/${id}`)).body).toMatchObject(original)
+    const read = await api('GET', `/tasks/${id}`)
+    expect(read.body).toMatchObject({ ...original, due_date: expect.any(String) })
+    expect(Date.parse(read.body.due_date)).toBe(Date.parse(original.due_date))
     const list = await api('GET', `/tasks?user_id=${original.user_id}`)
     expect(list.status).toBe(200)
     expect(Array.isArray(list.body)).toBe(true)

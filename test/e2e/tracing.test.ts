@@ -48,6 +48,16 @@ function logLinesOf(requestId: string): { service: string; line: Record<string, 
   return out
 }
 
+/** The trace id on the gateway's log line of a request (the gateway started the trace). */
+async function gatewayTraceId(requestId: string): Promise<string> {
+  await waitFor('the gateway log line of the request', async () =>
+    logLinesOf(requestId).some((l) => l.service === 'gateway'),
+  )
+  const line = logLinesOf(requestId).find((l) => l.service === 'gateway')?.line as Record<string, unknown>
+  expect(line.trace_id).toMatch(/^[0-9a-f]{32}$/)
+  return line.trace_id as string
+}
+
 function spansOf(traceId: string): ReceivedSpan[] {
   return receiver.spans.filter((span) => span.traceId === traceId)
 }
@@ -109,6 +119,10 @@ function expectOneConnectedTrace(spans: ReceivedSpan[], clientSpanId?: string) {
       // A hop: the server span of one service is the child of the client span of the one that called it.
       expect(parent.kind, `${span.service} ${span.name}`).toBe(SpanKind.CLIENT)
       expect(parent.service).not.toBe(span.service)
+    } else if (span.kind === SpanKind.CONSUMER) {
+      // An event handled: the consumer's span is the child of the publish span of the service that sent it.
+      expect(parent.kind, `${span.service} ${span.name}`).toBe(SpanKind.PRODUCER)
+      expect(parent.service).not.toBe(span.service)
     } else {
       expect(parent.service, `${span.service} ${span.name}`).toBe(span.service)
     }
@@ -128,7 +142,7 @@ function databaseSpans(spans: ReceivedSpan[], service: string): ReceivedSpan[] {
 }
 
 describe('one trace per request, across every hop', () => {
-  test('POST /tasks: gateway → task-service → project-service and both databases, one trace; logs carry its id', async () => {
+  test('POST /tasks: gateway → task-service → its database, one trace; logs carry its id', async () => {
     const { api } = system
     const alice = await signUp(api, 'Tracy')
     const project = await api<{ id: number }>('POST', '/projects', {
@@ -136,6 +150,15 @@ describe('one trace per request, across every hop', () => {
       body: { name: 'Traced' },
     })
     expect(project.status).toBe(201)
+    // The task-service answers "may Alice write in this project?" from its read model of memberships, kept by
+    // the project-service's events: wait until the membership reached it (in the trace of POST /projects), so
+    // this request is answered from the model, with no call to the project-service.
+    const projectTrace = await gatewayTraceId(project.headers.get('x-request-id') as string)
+    await waitFor('the membership event handled by the task-service', async () =>
+      spansOf(projectTrace).some(
+        (span) => span.service === 'task-service' && span.name === 'process projects.member.added',
+      ),
+    )
 
     // The client starts the trace: the gateway continues it (W3C traceparent).
     const traceId = randomBytes(16).toString('hex')
@@ -148,7 +171,7 @@ describe('one trace per request, across every hop', () => {
     })
     expect(created.status).toBe(201)
 
-    const spans = await traceFrom(traceId, ['gateway', 'task-service', 'project-service'])
+    const spans = await traceFrom(traceId, ['gateway', 'task-service'])
     expectOneConnectedTrace(spans, clientSpanId)
 
     const gateway = serverSpan(spans, 'gateway')
@@ -156,44 +179,35 @@ describe('one trace per request, across every hop', () => {
     const tasks = serverSpan(spans, 'task-service')
     expect(tasks.name).toBe('POST /tasks')
     expect(tasks.attributes['http.route']).toBe('/tasks')
-    const projects = serverSpan(spans, 'project-service')
-    expect(projects.name).toBe('GET /projects/:id/members/:userId')
-    // gateway server → gateway call → task-service server → handler → call → project-service server.
+    // gateway server → gateway handler → gateway call → task-service server.
     expect(ancestry(tasks, spans)[0]).toBe(gateway)
-    expect(ancestry(projects, spans)[0]).toBe(gateway)
-    expect(new Set(ancestry(projects, spans).map((s) => s.service))).toEqual(
-      new Set(['gateway', 'task-service', 'project-service']),
-    )
+    expect(ancestry(tasks, spans).map((s) => s.kind)).toEqual([
+      SpanKind.SERVER,
+      SpanKind.INTERNAL,
+      SpanKind.CLIENT,
+      SpanKind.SERVER,
+    ])
 
-    // Database statements of both services, inside their own service's request, without the values.
-    for (const [service, server] of [
-      ['task-service', tasks],
-      ['project-service', projects],
-    ] as const) {
-      const statements = databaseSpans(spans, service)
-      expect(statements.length, `${service} database spans in\n${describeTrace(spans)}`).toBeGreaterThan(0)
-      for (const statement of statements) {
-        expect(ancestry(statement, spans)).toContain(server)
-        expect(statement.name).toMatch(/^pg\.query:/)
-        expect(JSON.stringify(statement.attributes)).not.toContain(secret)
-      }
+    // Database statements inside the task-service's request, without the values.
+    const statements = databaseSpans(spans, 'task-service')
+    expect(statements.length, describeTrace(spans)).toBeGreaterThan(0)
+    for (const statement of statements) {
+      expect(ancestry(statement, spans)).toContain(tasks)
+      expect(statement.name).toMatch(/^pg\.query:/)
+      expect(JSON.stringify(statement.attributes)).not.toContain(secret)
     }
     const insert = databaseSpans(spans, 'task-service').find((span) =>
       /insert/i.test(String(span.attributes['db.query.text'])),
     )
     expect(insert, describeTrace(spans)).toBeDefined()
-    // A prepared statement's span is named by the statement's name.
-    const lookup = databaseSpans(spans, 'project-service').find(
-      (span) => span.attributes['db.postgresql.plan'],
-    )
-    expect(lookup?.name).toBe('pg.query:project-member-roles projects')
+    // A prepared statement's span is named by the statement's name: the membership read model's lookup.
+    const lookup = databaseSpans(spans, 'task-service').find((span) => span.attributes['db.postgresql.plan'])
+    expect(lookup?.name, describeTrace(spans)).toBe('pg.query:task_service_member_role tasks')
 
     // Every log line of the request, in every service, carries the trace id and the span of its service.
     const requestId = created.headers.get('x-request-id') as string
     const lines = logLinesOf(requestId)
-    expect(new Set(lines.map((l) => l.service))).toEqual(
-      new Set(['gateway', 'task-service', 'project-service']),
-    )
+    expect(new Set(lines.map((l) => l.service))).toEqual(new Set(['gateway', 'task-service']))
     for (const { service, line } of lines) {
       expect(line.trace_id, `${service}: ${JSON.stringify(line)}`).toBe(traceId)
       const own = spans.find((span) => span.spanId === line.span_id)
@@ -201,7 +215,7 @@ describe('one trace per request, across every hop', () => {
     }
   })
 
-  test('DELETE /projects/{id}: gateway → project-service → its database, one trace found from the gateway log line', async () => {
+  test('DELETE /projects/{id}: the request, its event published by the project-service and consumed by the task-service, one trace', async () => {
     const { api } = system
     const owner = await signUp(api, 'Delia')
     const project = await api<{ id: number }>('POST', '/projects', {
@@ -209,22 +223,31 @@ describe('one trace per request, across every hop', () => {
       body: { name: 'Short-lived' },
     })
     expect(project.status).toBe(201)
+    const task = await api<{ id: number }>('POST', '/tasks', {
+      token: owner.token,
+      body: { title: 'Goes with its project', project_id: project.body.id },
+    })
+    expect(task.status).toBe(201)
 
     // No traceparent from the client: the gateway starts the trace; its id is found in the gateway's log line.
     const deleted = await api('DELETE', `/projects/${project.body.id}`, { token: owner.token })
     expect(deleted.status).toBe(204)
     const requestId = deleted.headers.get('x-request-id') as string
-    await waitFor('the gateway log line of the request', async () =>
-      logLinesOf(requestId).some((l) => l.service === 'gateway'),
-    )
-    const gatewayLine = logLinesOf(requestId).find((l) => l.service === 'gateway')?.line as Record<
-      string,
-      unknown
-    >
-    const traceId = gatewayLine.trace_id as string
-    expect(traceId).toMatch(/^[0-9a-f]{32}$/)
+    const traceId = await gatewayTraceId(requestId)
 
-    const spans = await traceFrom(traceId, ['gateway', 'project-service'])
+    const subject = 'projects.project.deleted'
+    await waitFor(
+      `the task-service's process span of ${subject} in trace ${traceId}`,
+      async () =>
+        spansOf(traceId).some((span) => span.service === 'task-service' && span.kind === SpanKind.CONSUMER) &&
+        databaseSpans(spansOf(traceId), 'task-service').length > 0,
+      20_000,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; received:\n${describeTrace(spansOf(traceId))}`)
+    })
+    const spans = await traceFrom(traceId, ['gateway', 'project-service', 'task-service'])
+    // The saga ran: the task-service deleted the project's task when the event reached it.
+    expect((await api('GET', `/tasks/${task.body.id}`, { token: owner.token })).status).toBe(404)
     expectOneConnectedTrace(spans, '')
     expect(serverSpan(spans, 'gateway').name).toMatch(/^DELETE \/projects/)
     const projects = serverSpan(spans, 'project-service')
@@ -234,9 +257,89 @@ describe('one trace per request, across every hop', () => {
       statements.some((s) => /delete/i.test(String(s.attributes['db.query.text']))),
       describeTrace(spans),
     ).toBe(true)
+
+    // The project-service's relay published the event in a PRODUCER span, child of the request that wrote it.
+    const publishes = spans.filter((span) => span.kind === SpanKind.PRODUCER)
+    expect(
+      publishes.map((s) => `${s.service} ${s.name}`),
+      describeTrace(spans),
+    ).toEqual([`project-service publish ${subject}`])
+    const publish = publishes[0] as ReceivedSpan
+    expect(publish.attributes['messaging.system']).toBe('nats')
+    expect(publish.attributes['messaging.destination.name']).toBe(subject)
+    expect(ancestry(publish, spans)).toContain(projects)
+    const byId = new Map(spans.map((span) => [span.spanId, span]))
+    expect(byId.get(publish.parentSpanId)?.service).toBe('project-service')
+    expect(byId.get(publish.parentSpanId)?.attributes['db.system.name']).toBeUndefined()
+
+    // The task-service handled it in a CONSUMER span, child of that publish and linked to it, with the
+    // handler's database statements (the tasks deleted, the inbox row) inside it.
+    const consumed = spans.filter(
+      (span) => span.service === 'task-service' && span.kind === SpanKind.CONSUMER,
+    )
+    expect(
+      consumed.map((s) => s.name),
+      describeTrace(spans),
+    ).toEqual([`process ${subject}`])
+    const handling = consumed[0] as ReceivedSpan
+    expect(handling.parentSpanId).toBe(publish.spanId)
+    expect(handling.links).toContainEqual({ traceId, spanId: publish.spanId })
+    expect(handling.attributes['messaging.destination.name']).toBe(subject)
+    // Nothing of the task-service in this trace is outside the event's handling: the request never called it.
+    const taskSpans = spans.filter((span) => span.service === 'task-service')
+    for (const span of taskSpans) expect(ancestry(span, spans), span.name).toContain(handling)
+    const handlerStatements = databaseSpans(spans, 'task-service')
+    expect(
+      handlerStatements.some((s) => /delete/i.test(String(s.attributes['db.query.text']))),
+      describeTrace(spans),
+    ).toBe(true)
+    // And it happened after the publish started: the parent links are causal, not only ids.
+    expect(handling.startNs).toBeGreaterThanOrEqual(publish.startNs)
+    expect(publish.startNs).toBeGreaterThanOrEqual(projects.startNs)
+
     for (const { service, line } of logLinesOf(requestId)) {
       expect(line.trace_id, `${service}: ${JSON.stringify(line)}`).toBe(traceId)
     }
+  })
+
+  test('the access log line of a request carries its trace and span ids, in every service', async () => {
+    const { api } = system
+    const user = await signUp(api, 'Axel')
+    const traceId = randomBytes(16).toString('hex')
+    const listed = await api('GET', '/projects', {
+      token: user.token,
+      headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+    })
+    expect(listed.status).toBe(200)
+    const requestId = listed.headers.get('x-request-id') as string
+    await waitFor('the access log lines of the request', async () => {
+      const services = logLinesOf(requestId)
+        .filter((l) => l.line.msg === 'request completed')
+        .map((l) => l.service)
+      return services.includes('gateway') && services.includes('project-service')
+    })
+    const spans = await traceFrom(traceId, ['gateway', 'project-service'])
+    for (const { service, line } of logLinesOf(requestId).filter((l) => l.line.msg === 'request completed')) {
+      expect(line.trace_id, `${service}: ${JSON.stringify(line)}`).toBe(traceId)
+      expect(line.span_id, `${service}: ${JSON.stringify(line)}`).toBe(serverSpan(spans, service).spanId)
+      expect(line.trace_flags).toBe('01')
+    }
+  })
+
+  test('background work outside requests (outbox relay polls, consumers, health checks) starts no trace', async () => {
+    // Several relay polls (every 250 ms), consumer fetches and gateway health checks with no request at all.
+    const idleFrom = receiver.spans.length
+    await new Promise((resolve) => setTimeout(resolve, 4_000))
+    const idle = receiver.spans.slice(idleFrom)
+    expect(describeTrace(idle)).toBe('')
+    // Over the whole run, every root span is a request's server span at the gateway or an event's publish
+    // span whose cause had no trace (none here: every event of this run was written inside a request).
+    const receivedIds = new Set(receiver.spans.map((span) => span.spanId))
+    const roots = receiver.spans.filter(
+      (span) => span.parentSpanId === '' || !receivedIds.has(span.parentSpanId),
+    )
+    const strays = roots.filter((span) => !(span.service === 'gateway' && span.kind === SpanKind.SERVER))
+    expect(describeTrace(strays)).toBe('')
   })
 
   test('probes and scrapes make no spans; the exports were all OTLP/JSON trace requests', async () => {

@@ -12,6 +12,14 @@ import { tokenRevocationFollow } from './revocations.js'
 
 type Stream = (typeof STREAMS)[keyof typeof STREAMS]
 
+/** The kit's readiness (packages/service-kit), as far as this needs it. */
+interface Readiness {
+  addCheck(name: string, check: () => Promise<unknown>): void
+}
+
+/** How long a starting replica may stay unready while it replays the token revocations. */
+export const REVOCATION_CATCH_UP_MS = 5_000
+
 export interface ServiceEventsConfig {
   NATS_URL?: string
   EVENTS_STREAM_REPLICAS: number
@@ -113,7 +121,25 @@ export function setUpServiceEvents(
   ]
   const followers = follows.map((follow) => new EventFollower({ ...follow, bus, log }))
 
+  // A new replica takes no traffic before it knows the recent revocations (the replay of the last token
+  // lifetime, milliseconds): otherwise a rolling restart would briefly accept revoked tokens. Bounded, so
+  // a broker that is down at start never keeps the service unready (it then refuses what it learns later).
+  let startedAt = Date.now()
+  const revocationFollower = options.revocations ? followers.at(-1) : undefined
+  const readiness = (app as FastifyInstance & { readiness?: Readiness }).readiness
+  if (revocationFollower && readiness) {
+    let caughtUp = false
+    void revocationFollower.caughtUp.then(() => {
+      caughtUp = true
+    })
+    readiness.addCheck('token-revocations', async () => {
+      if (!caughtUp && Date.now() - startedAt < REVOCATION_CATCH_UP_MS)
+        throw new Error('replaying token revocations')
+    })
+  }
+
   app.addHook('onReady', async () => {
+    startedAt = Date.now()
     relay?.start()
     for (const consumer of consumers) consumer.start()
     for (const follower of followers) follower.start()

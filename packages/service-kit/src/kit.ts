@@ -31,7 +31,7 @@ import {
   SECURITY_SCHEMES,
 } from './openapi.js'
 import { PROBLEM_CONTENT_TYPE, problemFor, problemType, sendProblem } from './problem.js'
-import { bindRequestSpan, shutdownTracing, tracingActive } from './telemetry.js'
+import { bindRequestSpan, shutdownTracing, tracingActive, withRequestSpan } from './telemetry.js'
 
 export type App = FastifyInstance<
   RawServerDefault,
@@ -227,6 +227,9 @@ export const serviceKit = fp<ServiceKitOptions>(
     // the kit's wildcard paths is most of a line's cost — measured 13–15 µs of CPU per request with it, 4–6 µs
     // without (docs/benchmarks-gateway.md). Every other line keeps the redaction.
     const accessLog = app.log.child({}, { redact: { paths: [] } })
+    // That logger is shared, so with tracing on the line names its request's span itself (the server span, as
+    // on every other line of the request; the span active at onResponse is the handler's).
+    const traced = tracingActive()
     // Callback-style hooks: they run on every request, and a callback costs no promise.
     app.addHook('onResponse', (request, reply, done) => {
       const fields = {
@@ -236,6 +239,7 @@ export const serviceKit = fp<ServiceKitOptions>(
         status: reply.statusCode,
         duration_ms: Math.round(reply.elapsedTime * 100) / 100,
       }
+      if (traced) withRequestSpan(fields, request.log)
       if (request.routeOptions.config?.probe) accessLog.debug(fields, 'request completed')
       else accessLog.info(fields, 'request completed')
       done()
