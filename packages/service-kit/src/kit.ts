@@ -223,7 +223,7 @@ export const serviceKit = fp<ServiceKitOptions>(
       done(null, payload)
     })
     // The access log line goes through a child logger without redaction: its fields are fixed (request id,
-    // method, URL, status, duration) and carry nothing the redaction paths name, while pino's redaction with
+    // method, URL, status, duration, client address) and carry nothing the redaction paths name, while pino's redaction with
     // the kit's wildcard paths is most of a line's cost — measured 13–15 µs of CPU per request with it, 4–6 µs
     // without (docs/benchmarks-gateway.md). Every other line keeps the redaction.
     const accessLog = app.log.child({}, { redact: { paths: [] } })
@@ -238,6 +238,8 @@ export const serviceKit = fp<ServiceKitOptions>(
         url: request.url,
         status: reply.statusCode,
         duration_ms: Math.round(reply.elapsedTime * 100) / 100,
+        // Who asked: the TCP peer, or what a trusted proxy (TRUST_PROXY) said it was.
+        client: request.ip,
       }
       if (traced) withRequestSpan(fields, request.log)
       if (request.routeOptions.config?.probe) accessLog.debug(fields, 'request completed')
