@@ -206,6 +206,41 @@ if (memorySweep) {
   )
 }
 
+// Tracing cost (bench/system.ts tracingCost): the same GET through the gateway, four ways of starting the services.
+const tracing = system.tracing as
+  | {
+      settings: Record<string, { runs: Run[]; otlp_exports: number; otlp_mb: number }>
+      off_vs_no_entry_percent: number
+      sampled_10_vs_off_percent: number
+      sampled_100_vs_off_percent: number
+    }
+  | undefined
+if (tracing) {
+  const cpuOf = (runs: Run[]) => mean(runs, (r) => r.services_cpu_us_per_request)
+  const offCpu = cpuOf(tracing.settings['tracing off (entry, no endpoint)']?.runs ?? [])
+  push(
+    '### Tracing cost',
+    '',
+    'GET /tasks/{id} through the gateway with auth on, 32 connections; CPU of all four services per request. Each ' +
+      'setting is its own start of the system; exporting goes to a local OTLP/HTTP sink (protobuf, default batching).',
+    '',
+    '| Services started | req/s | services CPU µs/request | vs tracing off | OTLP exports (MB) |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...Object.entries(tracing.settings).map(([name, setting]) => {
+      const cpu = cpuOf(setting.runs)
+      const delta = ((cpu - offCpu) / offCpu) * 100
+      return `| ${name} | ${both(setting.runs, (r) => r0(r.rps))} | ${both(setting.runs, (r) => f1(r.services_cpu_us_per_request))} | ${delta >= 0 ? '+' : ''}${f1(delta)} % | ${setting.otlp_exports} (${f2(setting.otlp_mb)}) |`
+    }),
+    '',
+  )
+  for (const [name, setting] of Object.entries(tracing.settings)) {
+    for (const run of setting.runs) {
+      if (!(run.requests > 0)) problems.push(`tracing: ${name}: no requests completed`)
+      if (run.non_2xx > 0) problems.push(`tracing: ${name}: ${run.non_2xx} responses were not 2xx`)
+    }
+  }
+}
+
 // Targets
 const gatewayCpu = mean(figures[viaGateway], (r) => r.proxy_cpu_us_per_request)
 const nginxRatio = rps(viaGateway) / rps(viaNginx)
@@ -232,6 +267,13 @@ push(
     (p) =>
       `| whole local system idle ≤ 600 MB (${label(p)}) | ${f1(idleTotal(phases[p]))} MB | ${verdict(idleTotal(phases[p]) <= 600)} |`,
   ),
+  ...(tracing
+    ? [
+        `| tracing off costs ≤ 2 % CPU per request (against no tracing entry) | ${f1(tracing.off_vs_no_entry_percent)} % | ${verdict(tracing.off_vs_no_entry_percent <= 2)} |`,
+        `| tracing on at 10 % sampling costs ≤ 10 % CPU per request (against off) | ${f1(tracing.sampled_10_vs_off_percent)} % | ${verdict(tracing.sampled_10_vs_off_percent <= 10)} |`,
+        `| tracing on at 100 % sampling: reported | ${f1(tracing.sampled_100_vs_off_percent)} % | reported |`,
+      ]
+    : []),
   ...phaseNames.map(
     (p) =>
       `| each service ready ≤ 1 s after its database is reachable (${label(p)}) | max ${r0(Math.max(...services.map((s) => phases[p].ready_ms[s])))} ms | ${verdict(Math.max(...services.map((s) => phases[p].ready_ms[s])) <= 1000)} |`,

@@ -29,7 +29,7 @@ if [ "$(nproc)" -lt 2 ]; then
 fi
 
 echo "[bench] building the packages and services (tsc)" >&2
-for pkg in packages/service-kit packages/auth services/user-service services/project-service services/task-service services/gateway; do
+for pkg in packages/service-kit packages/auth packages/events services/user-service services/project-service services/task-service services/gateway; do
   (cd "$pkg" && ../../node_modules/.bin/tsc -p tsconfig.build.json)
 done
 

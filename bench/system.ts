@@ -6,6 +6,7 @@
 // bounded in time. Writes JSON on stdout; progress and anything skipped go to stderr, loudly.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -125,8 +126,9 @@ async function startService(
   env: Record<string, string>,
   port: number,
   nodeOptions: string,
+  execArgv: string[] = [],
 ): Promise<Service> {
-  const [command, args] = pin(SERVER_CPU, process.execPath, [join(root, entry)])
+  const [command, args] = pin(SERVER_CPU, process.execPath, [...execArgv, join(root, entry)])
   const started = performance.now()
   const child = spawn(command, args, {
     env: {
@@ -380,8 +382,16 @@ const BIG = '1000000000'
 const jwt = { JWT_ISSUER: 'task-manager', JWT_AUDIENCE: 'task-manager-api' }
 const JWKS_URL = `http://127.0.0.1:${PORTS.user}/.well-known/jwks.json`
 
-async function startSystem(nodeOptions: string) {
+/** How a system is started: extra variables for every service and node flags before the entry. */
+interface Launch {
+  env?: Record<string, string>
+  execArgv?: string[]
+}
+
+async function startSystem(nodeOptions: string, launch: Launch = {}) {
   const started = performance.now()
+  const extra = launch.env ?? {}
+  const argv = launch.execArgv ?? []
   const user = await startService(
     'user-service',
     'services/user-service/dist/server.js',
@@ -391,16 +401,19 @@ async function startSystem(nodeOptions: string) {
       // Cheaper password hashing than production (2^15): logins are set-up here, not the measured path.
       PASSWORD_SCRYPT_LOG_N: '12',
       REGISTRATION_RATE_LIMIT_PER_CLIENT: '1000',
+      ...extra,
     },
     PORTS.user,
     nodeOptions,
+    argv,
   )
   const project = await startService(
     'project-service',
     'services/project-service/dist/server.js',
-    { DATABASE_URL: dbUrl('bench_projects'), ...jwt, JWKS_URL, USER_SERVICE_URL: user.url },
+    { DATABASE_URL: dbUrl('bench_projects'), ...jwt, JWKS_URL, USER_SERVICE_URL: user.url, ...extra },
     PORTS.project,
     nodeOptions,
+    argv,
   )
   const limits = {
     RATE_LIMIT_READS_PER_MINUTE: BIG,
@@ -410,9 +423,17 @@ async function startSystem(nodeOptions: string) {
   const task = await startService(
     'task-service',
     'services/task-service/dist/server.js',
-    { DATABASE_URL: dbUrl('bench_tasks'), ...jwt, JWKS_URL, PROJECT_SERVICE_URL: project.url, ...limits },
+    {
+      DATABASE_URL: dbUrl('bench_tasks'),
+      ...jwt,
+      JWKS_URL,
+      PROJECT_SERVICE_URL: project.url,
+      ...limits,
+      ...extra,
+    },
     PORTS.task,
     nodeOptions,
+    argv,
   )
   const gateway = await startService(
     'gateway',
@@ -424,9 +445,13 @@ async function startSystem(nodeOptions: string) {
       PROJECT_SERVICE_URL: project.url,
       TASK_SERVICE_URL: task.url,
       ...limits,
+      // wrk is one client with CONNECTIONS connections: above the default bound (16) it would measure 429s.
+      MAX_IN_FLIGHT_PER_CLIENT: String(CONNECTIONS * 2),
+      ...extra,
     },
     PORTS.gateway,
     nodeOptions,
+    argv,
   )
   const wholeMs = Math.round(performance.now() - started)
   return { user, project, task, gateway, wholeMs }
@@ -529,27 +554,11 @@ const runFigure = async (
   return rounds
 }
 
-async function phase(label: string, nodeOptions: string, full: boolean) {
-  log(`phase "${label}": starting the system with NODE_OPTIONS="${nodeOptions}"`)
-  const system = await startSystem(nodeOptions)
-  const pids: Record<string, number> = {
-    'user-service': system.user.pid,
-    'project-service': system.project.pid,
-    'task-service': system.task.pid,
-    gateway: system.gateway.pid,
-  }
-  const out: Record<string, any> = {
-    node_options: nodeOptions,
-    ready_ms: Object.fromEntries(
-      [system.user, system.project, system.task, system.gateway].map((s) => [s.name, s.readyMs]),
-    ),
-    services_ready_ms: system.wholeMs,
-  }
-
+/** A user, a project they own, tasks in it: through the gateway, as a client would (tasks seeded in SQL). */
+async function populate(gw: string, label: string) {
   // A user, a project they own, tasks in it: through the gateway, as a client would.
   const email = `bench-${label.replace(/\W/g, '')}@example.com`
   const password = 'bench-password-long-enough'
-  const gw = system.gateway.url
   const user = await call(`${gw}/users`, {
     method: 'POST',
     body: JSON.stringify({ email, password, name: 'Bench' }),
@@ -579,6 +588,29 @@ async function phase(label: string, nodeOptions: string, full: boolean) {
   const body = taskBody(user.id, project.id, 'created by pnpm bench')
   // Lua arguments: token, update range, read range, body, list path.
   const lua = (updateRange: number) => [token, ...range(updateRange), ...range(0), body, listPath]
+
+  return { token, auth, readOne, lua }
+}
+
+async function phase(label: string, nodeOptions: string, full: boolean) {
+  log(`phase "${label}": starting the system with NODE_OPTIONS="${nodeOptions}"`)
+  const system = await startSystem(nodeOptions)
+  const pids: Record<string, number> = {
+    'user-service': system.user.pid,
+    'project-service': system.project.pid,
+    'task-service': system.task.pid,
+    gateway: system.gateway.pid,
+  }
+  const out: Record<string, any> = {
+    node_options: nodeOptions,
+    ready_ms: Object.fromEntries(
+      [system.user, system.project, system.task, system.gateway].map((s) => [s.name, s.readyMs]),
+    ),
+    services_ready_ms: system.wholeMs,
+  }
+
+  const gw = system.gateway.url
+  const { token, auth, readOne, lua } = await populate(gw, label)
 
   await sleep(smoke ? 500 : 3000)
   out.idle_rss_mb = idleRss(pids)
@@ -681,6 +713,102 @@ async function phase(label: string, nodeOptions: string, full: boolean) {
   return { system, out }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Tracing cost: CPU per request through the gateway (every service's CPU over the requests) with the services
+// started without the kit's tracing entry, with it and no endpoint (tracing off, as the image runs them),
+// and exporting OTLP/HTTP (protobuf, the SDK's default batching) to a local sink at 10 % and 100 %.
+
+/** An OTLP/HTTP trace endpoint that accepts every export and keeps only counts. */
+async function otlpSink() {
+  const counts = { exports: 0, bytes: 0 }
+  const server = createServer((req, res) => {
+    req.on('data', (chunk: Buffer) => {
+      counts.bytes += chunk.length
+    })
+    req.on('end', () => {
+      if (req.url === '/v1/traces') counts.exports++
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end()
+    })
+  })
+  const port = await freePort()
+  await new Promise<void>((done) => server.listen(port, '127.0.0.1', done))
+  return { url: `http://127.0.0.1:${port}`, counts, close: () => new Promise((done) => server.close(done)) }
+}
+
+async function tracingCost() {
+  const sink = await otlpSink()
+  const instrument = ['--import', join(root, 'packages/service-kit/dist/instrument.js')]
+  const exporting = (ratio: string) => ({
+    execArgv: instrument,
+    env: {
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: ratio,
+    },
+  })
+  const settings: [string, Launch][] = [
+    ['no tracing entry', {}],
+    ['tracing off (entry, no endpoint)', { execArgv: instrument }],
+    ['on, 10 % sampled', exporting('0.1')],
+    ['on, 100 % sampled', exporting('1')],
+  ]
+  const out: Record<string, unknown> = {}
+  try {
+    for (const [label, launch] of settings) {
+      log(`tracing cost: "${label}"`)
+      const system = await startSystem('', launch)
+      try {
+        const pids: Record<string, number> = {
+          'user-service': system.user.pid,
+          'project-service': system.project.pid,
+          'task-service': system.task.pid,
+          gateway: system.gateway.pid,
+        }
+        const { token, readOne } = await populate(system.gateway.url, `tracing ${label}`)
+        const before = { ...sink.counts }
+        const runs = await runFigure(
+          `tracing: ${label}`,
+          () =>
+            wrkArgs(`${system.gateway.url}${readOne}`, DURATION_S, undefined, [], {
+              Authorization: `Bearer ${token}`,
+            }),
+          pids,
+          system.gateway.pid,
+        )
+        // The SDK exports a batch when 512 spans are waiting or every 5 s: wait for the last one.
+        if (launch.env) await sleep(6000)
+        out[label] = {
+          runs,
+          otlp_exports: sink.counts.exports - before.exports,
+          otlp_mb: +((sink.counts.bytes - before.bytes) / 1e6).toFixed(2),
+        }
+      } finally {
+        for (const service of [system.gateway, system.task, system.project, system.user])
+          await stop(service.child)
+      }
+    }
+  } finally {
+    await sink.close()
+  }
+  const cpu = (label: string) => {
+    const runs = (out[label] as { runs: { services_cpu_us_per_request: number }[] }).runs
+    return runs.reduce((sum, run) => sum + run.services_cpu_us_per_request, 0) / runs.length
+  }
+  const [none, off, ten, all] = settings.map(([label]) => cpu(label)) as [number, number, number, number]
+  const percent = (value: number, base: number) => +(((value - base) / base) * 100).toFixed(1)
+  const summary = {
+    services_cpu_us_per_request: { none, off, sampled_10: ten, sampled_100: all },
+    off_vs_no_entry_percent: percent(off, none),
+    sampled_10_vs_off_percent: percent(ten, off),
+    sampled_100_vs_off_percent: percent(all, off),
+  }
+  log(`tracing cost: ${JSON.stringify(summary)}`)
+  if (!smoke && summary.off_vs_no_entry_percent > 2) loud('tracing off costs more than 2 % CPU per request')
+  if (!smoke && summary.sampled_10_vs_off_percent > 10)
+    loud('tracing at 10 % costs more than 10 % CPU per request')
+  return { settings: out, ...summary }
+}
+
 /**
  * The whole `pnpm start` (scripts/start, from the TypeScript sources through tsx), cold: a fresh data
  * directory, free ports. Time from spawning it to the gateway answering /health/ready, plus the
@@ -762,6 +890,8 @@ try {
     phases[NODE_OPTIONS_CANDIDATE] = second.out
   }
   results.phases = phases
+  if (tools.wrk) results.tracing = await tracingCost()
+  else skip('tracing cost', 'wrk is missing (apt-get install wrk)')
   try {
     results.pnpm_start = await timePnpmStart()
   } catch (error) {
