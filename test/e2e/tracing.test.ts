@@ -1,15 +1,18 @@
 import { randomBytes } from 'node:crypto'
+import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { signUp, startSystem, type TestSystem, waitFor } from './helpers.ts'
 import { type OtlpReceiver, type ReceivedSpan, SpanKind, startOtlpReceiver } from './otlp-receiver.ts'
 
-// The system as `pnpm start --tracing` runs it, every service exporting OTLP/HTTP to a receiver in this test
-// process. A request through the gateway must come back as ONE trace: the gateway's server span, its call to
-// the service, that service's server span, its calls to other services and each database statement, every
-// span's parent in the same trace; and every log line the request wrote carries that trace id.
+// The system as `pnpm start --tracing` runs it (NATS included), every service exporting OTLP/HTTP to a
+// receiver in this test process. A request through the gateway must come back as ONE trace: the gateway's
+// server span, its call to the service, that service's server span, its events through NATS (the relay's
+// publish, the consumer's processing) and each database statement, every span's parent in the same trace;
+// and every log line the request wrote carries that trace id.
 
 let system: TestSystem
 let receiver: OtlpReceiver
+let tasksDb: pg.Client
 
 beforeAll(async () => {
   receiver = await startOtlpReceiver()
@@ -24,9 +27,12 @@ beforeAll(async () => {
       OTEL_BSP_SCHEDULE_DELAY: '100',
     },
   })
+  tasksDb = new pg.Client({ connectionString: system.databaseUrls['task-service'] })
+  await tasksDb.connect()
 })
 
 afterAll(async () => {
+  await tasksDb?.end()
   await system?.destroy()
   await receiver?.close()
 })
@@ -109,6 +115,10 @@ function expectOneConnectedTrace(spans: ReceivedSpan[], clientSpanId?: string) {
       // A hop: the server span of one service is the child of the client span of the one that called it.
       expect(parent.kind, `${span.service} ${span.name}`).toBe(SpanKind.CLIENT)
       expect(parent.service).not.toBe(span.service)
+    } else if (span.kind === SpanKind.CONSUMER) {
+      // The hop through NATS: a consumer's processing is the child of the producer's publish.
+      expect(parent.kind, `${span.service} ${span.name}`).toBe(SpanKind.PRODUCER)
+      expect(parent.service).not.toBe(span.service)
     } else {
       expect(parent.service, `${span.service} ${span.name}`).toBe(span.service)
     }
@@ -128,7 +138,7 @@ function databaseSpans(spans: ReceivedSpan[], service: string): ReceivedSpan[] {
 }
 
 describe('one trace per request, across every hop', () => {
-  test('POST /tasks: gateway → task-service → project-service and both databases, one trace; logs carry its id', async () => {
+  test('POST /tasks: gateway → task-service → its database, one trace, access from the read model; logs carry its id', async () => {
     const { api } = system
     const alice = await signUp(api, 'Tracy')
     const project = await api<{ id: number }>('POST', '/projects', {
@@ -136,6 +146,15 @@ describe('one trace per request, across every hop', () => {
       body: { name: 'Traced' },
     })
     expect(project.status).toBe(201)
+    // The task-service learns the membership from projects.member.added (its read model, docs/events.md):
+    // then it decides access without asking the project-service.
+    await waitFor('the membership in the task-service read model', async () => {
+      const { rows } = await tasksDb.query(
+        'select 1 from project_members where project_id = $1 and user_id = $2',
+        [project.body.id, alice.id],
+      )
+      return rows.length === 1
+    })
 
     // The client starts the trace: the gateway continues it (W3C traceparent).
     const traceId = randomBytes(16).toString('hex')
@@ -148,7 +167,7 @@ describe('one trace per request, across every hop', () => {
     })
     expect(created.status).toBe(201)
 
-    const spans = await traceFrom(traceId, ['gateway', 'task-service', 'project-service'])
+    const spans = await traceFrom(traceId, ['gateway', 'task-service'])
     expectOneConnectedTrace(spans, clientSpanId)
 
     const gateway = serverSpan(spans, 'gateway')
@@ -156,20 +175,15 @@ describe('one trace per request, across every hop', () => {
     const tasks = serverSpan(spans, 'task-service')
     expect(tasks.name).toBe('POST /tasks')
     expect(tasks.attributes['http.route']).toBe('/tasks')
-    const projects = serverSpan(spans, 'project-service')
-    expect(projects.name).toBe('GET /projects/:id/members/:userId')
-    // gateway server → gateway call → task-service server → handler → call → project-service server.
+    // gateway server → gateway call → task-service server; no call to the project-service.
     expect(ancestry(tasks, spans)[0]).toBe(gateway)
-    expect(ancestry(projects, spans)[0]).toBe(gateway)
-    expect(new Set(ancestry(projects, spans).map((s) => s.service))).toEqual(
-      new Set(['gateway', 'task-service', 'project-service']),
-    )
+    expect(
+      spans.filter((span) => span.service === 'project-service'),
+      describeTrace(spans),
+    ).toEqual([])
 
-    // Database statements of both services, inside their own service's request, without the values.
-    for (const [service, server] of [
-      ['task-service', tasks],
-      ['project-service', projects],
-    ] as const) {
+    // Database statements, inside the service's request, without the values.
+    for (const [service, server] of [['task-service', tasks]] as const) {
       const statements = databaseSpans(spans, service)
       expect(statements.length, `${service} database spans in\n${describeTrace(spans)}`).toBeGreaterThan(0)
       for (const statement of statements) {
@@ -182,18 +196,18 @@ describe('one trace per request, across every hop', () => {
       /insert/i.test(String(span.attributes['db.query.text'])),
     )
     expect(insert, describeTrace(spans)).toBeDefined()
-    // A prepared statement's span is named by the statement's name.
-    const lookup = databaseSpans(spans, 'project-service').find(
-      (span) => span.attributes['db.postgresql.plan'],
-    )
-    expect(lookup?.name).toBe('pg.query:project-member-roles projects')
+    // The access decision: the read model's membership query, in the task-service's own database.
+    expect(
+      databaseSpans(spans, 'task-service').some((span) =>
+        /project_members/.test(String(span.attributes['db.query.text'])),
+      ),
+      describeTrace(spans),
+    ).toBe(true)
 
     // Every log line of the request, in every service, carries the trace id and the span of its service.
     const requestId = created.headers.get('x-request-id') as string
     const lines = logLinesOf(requestId)
-    expect(new Set(lines.map((l) => l.service))).toEqual(
-      new Set(['gateway', 'task-service', 'project-service']),
-    )
+    expect(new Set(lines.map((l) => l.service))).toEqual(new Set(['gateway', 'task-service']))
     for (const { service, line } of lines) {
       expect(line.trace_id, `${service}: ${JSON.stringify(line)}`).toBe(traceId)
       const own = spans.find((span) => span.spanId === line.span_id)
@@ -201,7 +215,7 @@ describe('one trace per request, across every hop', () => {
     }
   })
 
-  test('DELETE /projects/{id}: gateway → project-service → its database, one trace found from the gateway log line', async () => {
+  test('DELETE /projects/{id}: gateway → project-service → its database → NATS → task-service, one trace found from the gateway log line', async () => {
     const { api } = system
     const owner = await signUp(api, 'Delia')
     const project = await api<{ id: number }>('POST', '/projects', {
@@ -224,8 +238,25 @@ describe('one trace per request, across every hop', () => {
     const traceId = gatewayLine.trace_id as string
     expect(traceId).toMatch(/^[0-9a-f]{32}$/)
 
-    const spans = await traceFrom(traceId, ['gateway', 'project-service'])
+    const spans = await traceFrom(traceId, ['gateway', 'project-service', 'task-service'])
     expectOneConnectedTrace(spans, '')
+    // The saga joins the request's trace: the relay's publish, then the task-service's processing of the
+    // event (deleting the project's tasks) inside it.
+    const publish = spans.find((span) => span.name === 'publish projects.project.deleted')
+    expect(publish?.service, describeTrace(spans)).toBe('project-service')
+    const processing = spans.find(
+      (span) => span.service === 'task-service' && span.name === 'process projects.project.deleted',
+    )
+    expect(processing, describeTrace(spans)).toBeDefined()
+    expect(ancestry(processing as ReceivedSpan, spans)).toContain(publish)
+    expect(
+      databaseSpans(spans, 'task-service').some(
+        (span) =>
+          /delete/i.test(String(span.attributes['db.query.text'])) &&
+          ancestry(span, spans).includes(processing as ReceivedSpan),
+      ),
+      describeTrace(spans),
+    ).toBe(true)
     expect(serverSpan(spans, 'gateway').name).toMatch(/^DELETE \/projects/)
     const projects = serverSpan(spans, 'project-service')
     expect(projects.name).toBe('DELETE /projects/:id')
