@@ -53,6 +53,17 @@ case "${1:-}" in
       tail -40 "$LOG" >&2
       exit 1
     fi
+    # up.sh starts kube-router right after kube-proxy, before the kubelet has registered the node; kube-router
+    # then exits ("failed to identify the node by NODE_NAME, hostname or --hostname-override") and nothing
+    # enforces NetworkPolicies. up.sh is idempotent and starts what is not running, so a second pass — the
+    # node registered by now — starts it (about 15 s).
+    LC_RUN=${LC_RUN:-/run/live-cluster}
+    router_pid="$LC_RUN/pids/kube-router.pid"
+    if [ -x "$LC_STATE/bin/kube-router" ] && { [ ! -f "$router_pid" ] || ! kill -0 "$(cat "$router_pid")" 2>/dev/null; }; then
+      echo "live-cluster: kube-router is not running ($(tail -1 "$LC_STATE/logs/kube-router.log" 2>/dev/null)); up.sh again"
+      LC_STATE=$LC_STATE bash "$LC/up.sh" >>"$LOG" 2>&1 || { tail -40 "$LOG" >&2; exit 1; }
+      kill -0 "$(cat "$router_pid")" 2>/dev/null || { echo "live-cluster: kube-router still not running" >&2; tail -5 "$LC_STATE/logs/kube-router.log" >&2; exit 1; }
+    fi
     ;;
   down)
     if [ -f "$PID" ] && [ ! -f "$RC" ] && kill -0 "$(cat "$PID")" 2>/dev/null; then

@@ -168,7 +168,9 @@ describe('databases (finding 6)', () => {
         MAIN.namespace,
         pod!.metadata.name,
         container,
-        `import pg from 'pg'
+        `import { createRequire } from 'node:module'
+         // pg is the service kit's dependency (the image's node_modules is pnpm's: only direct ones at the top).
+         const pg = createRequire(import.meta.resolve('@task-manager/service-kit'))('pg')
          const c = new pg.Client({ connectionString: process.env.DATABASE_URL, connectionTimeoutMillis: 10000 })
          await c.connect()
          const r = await c.query("select current_user as role, current_database() as db, r.rolsuper, r.rolcreatedb, r.rolcreaterole, pg_get_userbyid(d.datdba) as owner, (select count(*)::int from pg_roles where rolsuper) as superusers from pg_roles r, pg_database d where r.rolname = current_user and d.datname = current_database()")

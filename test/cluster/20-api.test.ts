@@ -1,4 +1,5 @@
 import { describe, expect, inject, test } from 'vitest'
+import { kubectl, pods, selectorOf } from './lib/cluster.ts'
 import { type Api, client, signUp } from './lib/http.ts'
 import { MAIN, OPEN } from './lib/releases.ts'
 import { waitFor } from './lib/run.ts'
@@ -183,8 +184,12 @@ describe.each(paths)('the original contract (auth disabled) through the %s', (wh
     })
     expect(created.status).toBe(201)
     expect(created.body).toMatchObject({ ...original, id: expect.any(Number), due_date: expect.any(String) })
+    // Dates come back as the service writes them (milliseconds included): the same instant.
+    expect(Date.parse(created.body.due_date)).toBe(Date.parse(original.due_date))
     const id = created.body.id as number
-    expect((await api('GET', `/tasks/${id}`)).body).toMatchObject(original)
+    const read = await api('GET', `/tasks/${id}`)
+    expect(read.body).toMatchObject({ ...original, due_date: expect.any(String) })
+    expect(Date.parse(read.body.due_date)).toBe(Date.parse(original.due_date))
     const list = await api('GET', `/tasks?user_id=${original.user_id}`)
     expect(list.status).toBe(200)
     expect(Array.isArray(list.body)).toBe(true)
@@ -203,5 +208,61 @@ describe.each(paths)('the original contract (auth disabled) through the %s', (wh
     expect(gone.status).toBe(404)
     expect(gone.body.detail).toBe(`Task ${id} not found`)
     expect((await api('GET', '/no-such-route')).status).toBe(404)
+  })
+})
+
+/** The `client` of each access-log line of these request ids, in every pod of one service of a release. */
+async function clientsInLogs(service: string, requestIds: string[]): Promise<Map<string, string>> {
+  const seen = new Map<string, string>()
+  for (const pod of await pods(MAIN.namespace, selectorOf(MAIN.name, service))) {
+    const { stdout } = await kubectl(['-n', MAIN.namespace, 'logs', pod.metadata.name, '-c', service])
+    for (const text of stdout.split('\n')) {
+      if (!text.startsWith('{')) continue
+      const line = JSON.parse(text) as { msg?: string; request_id?: string; client?: string }
+      if (line.msg === 'request completed' && line.request_id && requestIds.includes(line.request_id))
+        seen.set(line.request_id, String(line.client))
+    }
+  }
+  return seen
+}
+
+describe('who the client is, through the ingress', () => {
+  test('a client rotating X-Forwarded-For is one client to the gateway and to the services behind it', async () => {
+    const api = client(target.entryUrl, MAIN.routeHost)
+    await reachable(api, 'the HTTPRoute')
+    const user = await signUp(api, 'Rotator')
+    const run = `xff-${Date.now().toString(36)}`
+    const ids = [0, 1, 2, 3].map((i) => `${run}-${i}`)
+    for (const [i, id] of ids.entries()) {
+      const answer = await api('GET', '/tasks?limit=1', {
+        token: user.token,
+        headers: { 'x-forwarded-for': `203.0.113.${i}`, 'x-real-ip': `203.0.113.${i}`, 'x-request-id': id },
+      })
+      expect(answer.status).toBe(200)
+    }
+    const gateway = await waitFor(
+      'the gateway to log the four requests',
+      async () => {
+        const seen = await clientsInLogs('gateway', ids)
+        return seen.size === ids.length && seen
+      },
+      60_000,
+      2000,
+    )
+    const clients = new Set(gateway.values())
+    expect(clients.size, `the gateway saw ${[...clients]}`).toBe(1)
+    const [address] = [...clients]
+    expect(address).not.toMatch(/^203\.0\.113\./)
+    // What the gateway passes on is its own view: the task-service logs the same client for each request.
+    const tasks = await waitFor(
+      'the task-service to log the four requests',
+      async () => {
+        const seen = await clientsInLogs('task-service', ids)
+        return seen.size === ids.length && seen
+      },
+      60_000,
+      2000,
+    )
+    expect(new Set(tasks.values())).toEqual(new Set([address]))
   })
 })

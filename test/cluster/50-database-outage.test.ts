@@ -71,14 +71,18 @@ describe('database outage', () => {
 
   test('a service pod starting while its database is down waits in its migrate init container, without crashing (finding 2)', async () => {
     const db = `${MAIN.name}-project-service-postgresql-0`
-    const cpu = /requests:\s*\n\s*cpu:\s*(\S+)/.exec(
-      readFileSync(join(ROOT, 'charts/microservice/values.yaml'), 'utf8').split('postgresql:')[1] ?? '',
-    )?.[1]
-    if (!cpu)
-      throw new Error('no default postgresql.resources.requests.cpu in charts/microservice/values.yaml')
+    const defaults =
+      readFileSync(join(ROOT, 'charts/microservice/values.yaml'), 'utf8').split('postgresql:')[1] ?? ''
+    const cpu = /requests:\s*\n\s*cpu:\s*(\S+)/.exec(defaults)?.[1]
+    const cpuLimit = /limits:\s*\n\s*cpu:\s*(\S+)/.exec(defaults)?.[1]?.replace(/"/g, '')
+    if (!cpu || !cpuLimit)
+      throw new Error(
+        'no default postgresql.resources requests.cpu and limits.cpu in charts/microservice/values.yaml',
+      )
+    const resources = 'project-service.postgresql.resources'
     // Keep the database away for as long as this test needs: its new pod asks for more CPU than any node has
-    // (values, nothing pulled), so it stays Pending.
-    await upgrade(MAIN, ['project-service.postgresql.resources.requests.cpu=64'])
+    // (values, nothing pulled; a request may not exceed its limit), so it stays Pending.
+    await upgrade(MAIN, [`${resources}.requests.cpu=64`, `${resources}.limits.cpu=64`])
     // The StatefulSet replaces its pod with one that cannot be scheduled; wait until the old one is gone.
     await waitFor(
       'the project-service database pod to be replaced by a Pending one',
@@ -110,7 +114,7 @@ describe('database outage', () => {
       3000,
     )
     await sleep(20_000)
-    await upgrade(MAIN, [`project-service.postgresql.resources.requests.cpu=${cpu}`])
+    await upgrade(MAIN, [`${resources}.requests.cpu=${cpu}`, `${resources}.limits.cpu=${cpuLimit}`])
     // A StatefulSet does not replace a pod stuck on the old revision by itself.
     await kubectl(['-n', ns, 'delete', 'pod', db, '--ignore-not-found', '--wait=false'])
     await waitReleaseReady(ns, MAIN.name, 600_000)

@@ -127,14 +127,14 @@ describe('DNS discovery', () => {
 describe('replicas under Helm 4 (finding 5)', () => {
   test('kubectl scale makes the next helm upgrade conflict; --force-conflicts gives the field back to the values', async () => {
     await kubectl(['-n', ns, 'scale', 'deployment', deployment, '--replicas=2'])
-    const conflicted = await helm(['upgrade', MAIN.name, CHART, '-n', ns, '--reuse-values'], {
+    const conflicted = await helm(['upgrade', MAIN.name, CHART, '-n', ns, '--reset-then-reuse-values'], {
       allowFailure: true,
       timeoutMs: 300_000,
     })
     expect(conflicted.code, 'helm upgrade after kubectl scale').not.toBe(0)
     expect(conflicted.stderr).toMatch(/conflict/i)
     const forced = await helm(
-      ['upgrade', MAIN.name, CHART, '-n', ns, '--reuse-values', '--force-conflicts'],
+      ['upgrade', MAIN.name, CHART, '-n', ns, '--reset-then-reuse-values', '--force-conflicts'],
       { allowFailure: true, timeoutMs: 300_000 },
     )
     expect(forced.code, forced.stderr).toBe(0)

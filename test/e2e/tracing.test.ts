@@ -1,18 +1,15 @@
 import { randomBytes } from 'node:crypto'
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { signUp, startSystem, type TestSystem, waitFor } from './helpers.ts'
 import { type OtlpReceiver, type ReceivedSpan, SpanKind, startOtlpReceiver } from './otlp-receiver.ts'
 
-// The system as `pnpm start --tracing` runs it (NATS included), every service exporting OTLP/HTTP to a
-// receiver in this test process. A request through the gateway must come back as ONE trace: the gateway's
-// server span, its call to the service, that service's server span, its events through NATS (the relay's
-// publish, the consumer's processing) and each database statement, every span's parent in the same trace;
-// and every log line the request wrote carries that trace id.
+// The system as `pnpm start --tracing` runs it, every service exporting OTLP/HTTP to a receiver in this test
+// process. A request through the gateway must come back as ONE trace: the gateway's server span, its call to
+// the service, that service's server span, its calls to other services and each database statement, every
+// span's parent in the same trace; and every log line the request wrote carries that trace id.
 
 let system: TestSystem
 let receiver: OtlpReceiver
-let tasksDb: pg.Client
 
 beforeAll(async () => {
   receiver = await startOtlpReceiver()
@@ -27,12 +24,9 @@ beforeAll(async () => {
       OTEL_BSP_SCHEDULE_DELAY: '100',
     },
   })
-  tasksDb = new pg.Client({ connectionString: system.databaseUrls['task-service'] })
-  await tasksDb.connect()
 })
 
 afterAll(async () => {
-  await tasksDb?.end()
   await system?.destroy()
   await receiver?.close()
 })
@@ -52,6 +46,16 @@ function logLinesOf(requestId: string): { service: string; line: Record<string, 
     }
   }
   return out
+}
+
+/** The trace id on the gateway's log line of a request (the gateway started the trace). */
+async function gatewayTraceId(requestId: string): Promise<string> {
+  await waitFor('the gateway log line of the request', async () =>
+    logLinesOf(requestId).some((l) => l.service === 'gateway'),
+  )
+  const line = logLinesOf(requestId).find((l) => l.service === 'gateway')?.line as Record<string, unknown>
+  expect(line.trace_id).toMatch(/^[0-9a-f]{32}$/)
+  return line.trace_id as string
 }
 
 function spansOf(traceId: string): ReceivedSpan[] {
@@ -116,7 +120,7 @@ function expectOneConnectedTrace(spans: ReceivedSpan[], clientSpanId?: string) {
       expect(parent.kind, `${span.service} ${span.name}`).toBe(SpanKind.CLIENT)
       expect(parent.service).not.toBe(span.service)
     } else if (span.kind === SpanKind.CONSUMER) {
-      // The hop through NATS: a consumer's processing is the child of the producer's publish.
+      // An event handled: the consumer's span is the child of the publish span of the service that sent it.
       expect(parent.kind, `${span.service} ${span.name}`).toBe(SpanKind.PRODUCER)
       expect(parent.service).not.toBe(span.service)
     } else {
@@ -138,7 +142,7 @@ function databaseSpans(spans: ReceivedSpan[], service: string): ReceivedSpan[] {
 }
 
 describe('one trace per request, across every hop', () => {
-  test('POST /tasks: gateway → task-service → its database, one trace, access from the read model; logs carry its id', async () => {
+  test('POST /tasks: gateway → task-service → its database, one trace; logs carry its id', async () => {
     const { api } = system
     const alice = await signUp(api, 'Tracy')
     const project = await api<{ id: number }>('POST', '/projects', {
@@ -146,15 +150,15 @@ describe('one trace per request, across every hop', () => {
       body: { name: 'Traced' },
     })
     expect(project.status).toBe(201)
-    // The task-service learns the membership from projects.member.added (its read model, docs/events.md):
-    // then it decides access without asking the project-service.
-    await waitFor('the membership in the task-service read model', async () => {
-      const { rows } = await tasksDb.query(
-        'select 1 from project_members where project_id = $1 and user_id = $2',
-        [project.body.id, alice.id],
-      )
-      return rows.length === 1
-    })
+    // The task-service answers "may Alice write in this project?" from its read model of memberships, kept by
+    // the project-service's events: wait until the membership reached it (in the trace of POST /projects), so
+    // this request is answered from the model, with no call to the project-service.
+    const projectTrace = await gatewayTraceId(project.headers.get('x-request-id') as string)
+    await waitFor('the membership event handled by the task-service', async () =>
+      spansOf(projectTrace).some(
+        (span) => span.service === 'task-service' && span.name === 'process projects.member.added',
+      ),
+    )
 
     // The client starts the trace: the gateway continues it (W3C traceparent).
     const traceId = randomBytes(16).toString('hex')
@@ -175,34 +179,55 @@ describe('one trace per request, across every hop', () => {
     const tasks = serverSpan(spans, 'task-service')
     expect(tasks.name).toBe('POST /tasks')
     expect(tasks.attributes['http.route']).toBe('/tasks')
-    // gateway server → gateway call → task-service server; no call to the project-service.
+    // gateway server → gateway handler → gateway call → task-service server.
     expect(ancestry(tasks, spans)[0]).toBe(gateway)
-    expect(
-      spans.filter((span) => span.service === 'project-service'),
-      describeTrace(spans),
-    ).toEqual([])
+    expect(ancestry(tasks, spans).map((s) => s.kind)).toEqual([
+      SpanKind.SERVER,
+      SpanKind.INTERNAL,
+      SpanKind.CLIENT,
+      SpanKind.SERVER,
+    ])
 
-    // Database statements, inside the service's request, without the values.
-    for (const [service, server] of [['task-service', tasks]] as const) {
-      const statements = databaseSpans(spans, service)
-      expect(statements.length, `${service} database spans in\n${describeTrace(spans)}`).toBeGreaterThan(0)
-      for (const statement of statements) {
-        expect(ancestry(statement, spans)).toContain(server)
-        expect(statement.name).toMatch(/^pg\.query:/)
-        expect(JSON.stringify(statement.attributes)).not.toContain(secret)
-      }
+    // Database statements inside the task-service's request, without the values.
+    const statements = databaseSpans(spans, 'task-service')
+    expect(statements.length, describeTrace(spans)).toBeGreaterThan(0)
+    for (const statement of statements) {
+      expect(ancestry(statement, spans)).toContain(tasks)
+      expect(statement.name).toMatch(/^pg\.query:/)
+      expect(JSON.stringify(statement.attributes)).not.toContain(secret)
     }
     const insert = databaseSpans(spans, 'task-service').find((span) =>
       /insert/i.test(String(span.attributes['db.query.text'])),
     )
     expect(insert, describeTrace(spans)).toBeDefined()
-    // The access decision: the read model's membership query, in the task-service's own database.
-    expect(
-      databaseSpans(spans, 'task-service').some((span) =>
-        /project_members/.test(String(span.attributes['db.query.text'])),
-      ),
-      describeTrace(spans),
-    ).toBe(true)
+    // A prepared statement's span is named by the statement's name: the membership read model's lookup.
+    const lookup = databaseSpans(spans, 'task-service').find((span) => span.attributes['db.postgresql.plan'])
+    expect(lookup?.name, describeTrace(spans)).toBe('pg.query:task_service_member_role tasks')
+
+    // Exemplars: a scrape asking for OpenMetrics shows, on the request histogram's bucket that counted this
+    // request, its trace id (gateway and task-service); a plain Prometheus scrape has none.
+    const openMetrics = 'application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3'
+    for (const [service, route] of [
+      ['gateway', 'POST'],
+      ['task-service', 'route="/tasks"'],
+    ] as const) {
+      const scrape = await fetch(`${system.services[service].url}/metrics`, {
+        headers: { accept: openMetrics },
+      })
+      expect(scrape.headers.get('content-type')).toMatch(/^application\/openmetrics-text; version=1\.0\.0/)
+      const text = await scrape.text()
+      const exemplar = text
+        .split('\n')
+        .find(
+          (line) => line.startsWith('http_server_request_duration_seconds_bucket{') && line.includes(traceId),
+        )
+      expect(exemplar, `${service}: no exemplar with trace ${traceId}`).toBeDefined()
+      expect(exemplar).toContain(route)
+      expect(exemplar).toMatch(new RegExp(`\\} \\d+ # \\{trace_id="${traceId}"\\} [0-9.e-]+ [0-9.]+$`))
+      const plain = await (await fetch(`${system.services[service].url}/metrics`)).text()
+      expect(plain).not.toContain(' # {')
+      expect(plain).toContain('http_server_request_duration_seconds_bucket{')
+    }
 
     // Every log line of the request, in every service, carries the trace id and the span of its service.
     const requestId = created.headers.get('x-request-id') as string
@@ -215,7 +240,7 @@ describe('one trace per request, across every hop', () => {
     }
   })
 
-  test('DELETE /projects/{id}: gateway → project-service → its database → NATS → task-service, one trace found from the gateway log line', async () => {
+  test('DELETE /projects/{id}: the request, its event published by the project-service and consumed by the task-service, one trace', async () => {
     const { api } = system
     const owner = await signUp(api, 'Delia')
     const project = await api<{ id: number }>('POST', '/projects', {
@@ -223,40 +248,32 @@ describe('one trace per request, across every hop', () => {
       body: { name: 'Short-lived' },
     })
     expect(project.status).toBe(201)
+    const task = await api<{ id: number }>('POST', '/tasks', {
+      token: owner.token,
+      body: { title: 'Goes with its project', project_id: project.body.id },
+    })
+    expect(task.status).toBe(201)
 
     // No traceparent from the client: the gateway starts the trace; its id is found in the gateway's log line.
     const deleted = await api('DELETE', `/projects/${project.body.id}`, { token: owner.token })
     expect(deleted.status).toBe(204)
     const requestId = deleted.headers.get('x-request-id') as string
-    await waitFor('the gateway log line of the request', async () =>
-      logLinesOf(requestId).some((l) => l.service === 'gateway'),
-    )
-    const gatewayLine = logLinesOf(requestId).find((l) => l.service === 'gateway')?.line as Record<
-      string,
-      unknown
-    >
-    const traceId = gatewayLine.trace_id as string
-    expect(traceId).toMatch(/^[0-9a-f]{32}$/)
+    const traceId = await gatewayTraceId(requestId)
 
+    const subject = 'projects.project.deleted'
+    await waitFor(
+      `the task-service's process span of ${subject} in trace ${traceId}`,
+      async () =>
+        spansOf(traceId).some((span) => span.service === 'task-service' && span.kind === SpanKind.CONSUMER) &&
+        databaseSpans(spansOf(traceId), 'task-service').length > 0,
+      20_000,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; received:\n${describeTrace(spansOf(traceId))}`)
+    })
     const spans = await traceFrom(traceId, ['gateway', 'project-service', 'task-service'])
+    // The saga ran: the task-service deleted the project's task when the event reached it.
+    expect((await api('GET', `/tasks/${task.body.id}`, { token: owner.token })).status).toBe(404)
     expectOneConnectedTrace(spans, '')
-    // The saga joins the request's trace: the relay's publish, then the task-service's processing of the
-    // event (deleting the project's tasks) inside it.
-    const publish = spans.find((span) => span.name === 'publish projects.project.deleted')
-    expect(publish?.service, describeTrace(spans)).toBe('project-service')
-    const processing = spans.find(
-      (span) => span.service === 'task-service' && span.name === 'process projects.project.deleted',
-    )
-    expect(processing, describeTrace(spans)).toBeDefined()
-    expect(ancestry(processing as ReceivedSpan, spans)).toContain(publish)
-    expect(
-      databaseSpans(spans, 'task-service').some(
-        (span) =>
-          /delete/i.test(String(span.attributes['db.query.text'])) &&
-          ancestry(span, spans).includes(processing as ReceivedSpan),
-      ),
-      describeTrace(spans),
-    ).toBe(true)
     expect(serverSpan(spans, 'gateway').name).toMatch(/^DELETE \/projects/)
     const projects = serverSpan(spans, 'project-service')
     expect(projects.name).toBe('DELETE /projects/:id')
@@ -265,9 +282,89 @@ describe('one trace per request, across every hop', () => {
       statements.some((s) => /delete/i.test(String(s.attributes['db.query.text']))),
       describeTrace(spans),
     ).toBe(true)
+
+    // The project-service's relay published the event in a PRODUCER span, child of the request that wrote it.
+    const publishes = spans.filter((span) => span.kind === SpanKind.PRODUCER)
+    expect(
+      publishes.map((s) => `${s.service} ${s.name}`),
+      describeTrace(spans),
+    ).toEqual([`project-service publish ${subject}`])
+    const publish = publishes[0] as ReceivedSpan
+    expect(publish.attributes['messaging.system']).toBe('nats')
+    expect(publish.attributes['messaging.destination.name']).toBe(subject)
+    expect(ancestry(publish, spans)).toContain(projects)
+    const byId = new Map(spans.map((span) => [span.spanId, span]))
+    expect(byId.get(publish.parentSpanId)?.service).toBe('project-service')
+    expect(byId.get(publish.parentSpanId)?.attributes['db.system.name']).toBeUndefined()
+
+    // The task-service handled it in a CONSUMER span, child of that publish and linked to it, with the
+    // handler's database statements (the tasks deleted, the inbox row) inside it.
+    const consumed = spans.filter(
+      (span) => span.service === 'task-service' && span.kind === SpanKind.CONSUMER,
+    )
+    expect(
+      consumed.map((s) => s.name),
+      describeTrace(spans),
+    ).toEqual([`process ${subject}`])
+    const handling = consumed[0] as ReceivedSpan
+    expect(handling.parentSpanId).toBe(publish.spanId)
+    expect(handling.links).toContainEqual({ traceId, spanId: publish.spanId })
+    expect(handling.attributes['messaging.destination.name']).toBe(subject)
+    // Nothing of the task-service in this trace is outside the event's handling: the request never called it.
+    const taskSpans = spans.filter((span) => span.service === 'task-service')
+    for (const span of taskSpans) expect(ancestry(span, spans), span.name).toContain(handling)
+    const handlerStatements = databaseSpans(spans, 'task-service')
+    expect(
+      handlerStatements.some((s) => /delete/i.test(String(s.attributes['db.query.text']))),
+      describeTrace(spans),
+    ).toBe(true)
+    // And it happened after the publish started: the parent links are causal, not only ids.
+    expect(handling.startNs).toBeGreaterThanOrEqual(publish.startNs)
+    expect(publish.startNs).toBeGreaterThanOrEqual(projects.startNs)
+
     for (const { service, line } of logLinesOf(requestId)) {
       expect(line.trace_id, `${service}: ${JSON.stringify(line)}`).toBe(traceId)
     }
+  })
+
+  test('the access log line of a request carries its trace and span ids, in every service', async () => {
+    const { api } = system
+    const user = await signUp(api, 'Axel')
+    const traceId = randomBytes(16).toString('hex')
+    const listed = await api('GET', '/projects', {
+      token: user.token,
+      headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+    })
+    expect(listed.status).toBe(200)
+    const requestId = listed.headers.get('x-request-id') as string
+    await waitFor('the access log lines of the request', async () => {
+      const services = logLinesOf(requestId)
+        .filter((l) => l.line.msg === 'request completed')
+        .map((l) => l.service)
+      return services.includes('gateway') && services.includes('project-service')
+    })
+    const spans = await traceFrom(traceId, ['gateway', 'project-service'])
+    for (const { service, line } of logLinesOf(requestId).filter((l) => l.line.msg === 'request completed')) {
+      expect(line.trace_id, `${service}: ${JSON.stringify(line)}`).toBe(traceId)
+      expect(line.span_id, `${service}: ${JSON.stringify(line)}`).toBe(serverSpan(spans, service).spanId)
+      expect(line.trace_flags).toBe('01')
+    }
+  })
+
+  test('background work outside requests (outbox relay polls, consumers, health checks) starts no trace', async () => {
+    // Several relay polls (every 250 ms), consumer fetches and gateway health checks with no request at all.
+    const idleFrom = receiver.spans.length
+    await new Promise((resolve) => setTimeout(resolve, 4_000))
+    const idle = receiver.spans.slice(idleFrom)
+    expect(describeTrace(idle)).toBe('')
+    // Over the whole run, every root span is a request's server span at the gateway or an event's publish
+    // span whose cause had no trace (none here: every event of this run was written inside a request).
+    const receivedIds = new Set(receiver.spans.map((span) => span.spanId))
+    const roots = receiver.spans.filter(
+      (span) => span.parentSpanId === '' || !receivedIds.has(span.parentSpanId),
+    )
+    const strays = roots.filter((span) => !(span.service === 'gateway' && span.kind === SpanKind.SERVER))
+    expect(describeTrace(strays)).toBe('')
   })
 
   test('probes and scrapes make no spans; the exports were all OTLP/JSON trace requests', async () => {

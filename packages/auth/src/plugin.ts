@@ -1,4 +1,4 @@
-import { problemType, sendProblem } from '@task-manager/service-kit'
+import { documents, problemType, sendProblem } from '@task-manager/service-kit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AuthError, type Principal } from './principal.js'
@@ -151,14 +151,30 @@ export const authPlugin = fp<AuthPluginOptions>(
       })
     }
 
-    app.decorate('authenticate', async (request: FastifyRequest, reply: FastifyReply) => {
+    const authenticate = async (request: FastifyRequest, reply: FastifyReply) => {
       if (request.principal || mode === 'disabled') return undefined
       const refusal = authRefusal(authErrors.get(request), realm)
       return sendProblem(reply, refusal.status, refusal.detail, {
         type: refusal.type,
         headers: refusal.headers,
       })
-    })
+    }
+    // Every route guarded by it documents the token it needs and the answers without one.
+    app.decorate(
+      'authenticate',
+      documents(
+        authenticate,
+        mode === 'disabled'
+          ? { security: [{}, { bearerAuth: [] }] }
+          : {
+              security: [{ bearerAuth: [] }],
+              responses: {
+                401: 'Authentication required: no token, or a bad or expired one',
+                503: 'The token cannot be checked now (the signing keys are unavailable); retry shortly',
+              },
+            },
+      ),
+    )
   },
   { name: 'task-manager-auth', fastify: '5.x' },
 )

@@ -1,8 +1,8 @@
-import type { FastifyError, FastifyInstance } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import FindMyWay from 'find-my-way'
 import { isDatabaseUnavailable } from './db.js'
-import { patternMessage } from './input.js'
+import { patternMessage, WELL_FORMED_KEYWORD, WELL_FORMED_MESSAGE } from './input.js'
 import { type FieldError, HttpProblem, problemType, sendProblem } from './problem.js'
 
 interface AjvError {
@@ -21,7 +21,12 @@ function fieldErrors(error: FastifyError): FieldError[] {
     const extra = issue.params?.additionalProperty
     if (typeof extra === 'string') segments.push(extra)
     const message =
-      (issue.keyword === 'pattern' && patternMessage(issue.params?.pattern)) || issue.message || 'is invalid'
+      (issue.keyword === 'pattern' && patternMessage(issue.params?.pattern)) ||
+      (issue.keyword === WELL_FORMED_KEYWORD && WELL_FORMED_MESSAGE) ||
+      // `not: {}` (TypeBox's Never) on a property: one that must not be sent.
+      (issue.keyword === 'not' && 'must not be sent') ||
+      issue.message ||
+      'is invalid'
     return { in: where, field: segments.join('.'), message }
   })
 }
@@ -58,7 +63,7 @@ export const errorsPlugin = fp(
       }
     })
 
-    app.setNotFoundHandler((request, reply) => {
+    const notFound = (request: FastifyRequest, reply: FastifyReply) => {
       const path = request.url.split('?')[0] ?? '/'
       const allowed = METHODS.filter((method) => known.find(method, path) !== null)
       if (allowed.length > 0 && !allowed.includes(request.method as (typeof METHODS)[number])) {
@@ -68,7 +73,8 @@ export const errorsPlugin = fp(
         })
       }
       return sendProblem(reply, 404, `No route ${request.method} ${path}`)
-    })
+    }
+    app.setNotFoundHandler(notFound)
 
     app.setErrorHandler((error: FastifyError | HttpProblem, request, reply) => {
       if (error instanceof HttpProblem) {
@@ -99,6 +105,9 @@ export const errorsPlugin = fp(
         })
       }
       const status = (error.code && CLIENT_ERROR_CODES[error.code]) || error.statusCode || 500
+      // A request no route takes whose body could not be read (a QUERY without a content type, say): what
+      // matters is that no route takes it, so it gets the 404 or 405 it would have had without a body.
+      if (request.is404 && status < 500) return notFound(request, reply)
       if (status >= 500) {
         request.log.error({ err: error }, 'unhandled error')
         return sendProblem(reply, status, 'An internal error occurred; it has been logged')

@@ -1,4 +1,4 @@
-import { isSpanContextValid, type SpanContext, trace } from '@opentelemetry/api'
+import { isSpanContextValid, type SpanContext, TraceFlags, trace } from '@opentelemetry/api'
 
 /**
  * What the kit needs to know about tracing at run time, shared between the `--import` entry (instrument.ts,
@@ -49,10 +49,18 @@ export async function shutdownTracing(): Promise<void> {
 /** Where a request's logger keeps the span of its request (set by the kit's onRequest hook). */
 export const LOG_SPAN_CONTEXT = Symbol.for('task-manager.log-span-context')
 
-/** The span a log line belongs to: the request's span for a request logger, else the active span. */
-function spanContextFor(logger: object): SpanContext | undefined {
+type SpanHolder = { [LOG_SPAN_CONTEXT]?: SpanContext }
+
+/**
+ * The span a log line belongs to: the one its fields name (the access log line, written by a logger shared by
+ * every request, names its request's span so), else the request's span for a request logger, else the
+ * active span.
+ */
+function spanContextFor(merge: object, logger: object): SpanContext | undefined {
   return (
-    (logger as { [LOG_SPAN_CONTEXT]?: SpanContext })[LOG_SPAN_CONTEXT] ?? trace.getActiveSpan()?.spanContext()
+    (merge as SpanHolder)[LOG_SPAN_CONTEXT] ??
+    (logger as SpanHolder)[LOG_SPAN_CONTEXT] ??
+    trace.getActiveSpan()?.spanContext()
   )
 }
 
@@ -61,11 +69,11 @@ function spanContextFor(logger: object): SpanContext | undefined {
  * line written while a span is current, so a log search by trace id finds every line of a request.
  */
 export function traceLogMixin(
-  _merge: object,
+  merge: object,
   _level: number,
   logger: object,
 ): { trace_id?: string; span_id?: string; trace_flags?: string } {
-  const context = spanContextFor(logger)
+  const context = spanContextFor(merge, logger)
   if (context === undefined || !isSpanContextValid(context)) return {}
   return {
     trace_id: context.traceId,
@@ -74,8 +82,26 @@ export function traceLogMixin(
   }
 }
 
+/**
+ * Names the request's span (bound to its logger by bindRequestSpan) in the fields of a line written by another
+ * logger, as a symbol key pino does not write: the line then carries the request's trace and span ids, not
+ * those of whatever span is active when it is written (the handler's, at onResponse).
+ */
+export function withRequestSpan<T extends object>(fields: T, requestLog: object): T {
+  const context = (requestLog as SpanHolder)[LOG_SPAN_CONTEXT]
+  if (context !== undefined) (fields as SpanHolder)[LOG_SPAN_CONTEXT] = context
+  return fields
+}
+
+/** The trace id of a request's span when that span is sampled (an exemplar worth keeping), else undefined. */
+export function requestTraceId(requestLog: object): string | undefined {
+  const context = (requestLog as SpanHolder)[LOG_SPAN_CONTEXT]
+  if (context === undefined || (context.traceFlags & TraceFlags.SAMPLED) === 0) return undefined
+  return context.traceId
+}
+
 /** Ties a request's logger to the request's span (the active span when the kit's onRequest hook runs). */
 export function bindRequestSpan(log: object): void {
   const span = trace.getActiveSpan()
-  if (span !== undefined) (log as { [LOG_SPAN_CONTEXT]?: SpanContext })[LOG_SPAN_CONTEXT] = span.spanContext()
+  if (span !== undefined) (log as SpanHolder)[LOG_SPAN_CONTEXT] = span.spanContext()
 }

@@ -10,6 +10,7 @@ import {
 } from '@task-manager/service-kit'
 import { useTestDatabase } from '@task-manager/testing'
 import Fastify from 'fastify'
+import { Counter } from 'prom-client'
 import { Type } from 'typebox'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { BaseConfigProperties, ConfigError } from '../src/config.js'
@@ -278,6 +279,41 @@ describe('metrics', () => {
     expect(text).toMatch(/route="unmatched",status_code="404"/)
     expect(text).not.toMatch(/\/nowhere\/123/)
     expect(text).toMatch(/process_resident_memory_bytes\{service="kit-test"\}/)
+    await app.close()
+  })
+
+  test('OpenMetrics when the scraper asks for it (no exemplars with tracing off), Prometheus text otherwise, counters named alike before and after', async () => {
+    const app = await buildKitApp(database.url)
+    new Counter({ name: 'kit_test_things_total', help: 'Things', registers: [app.metrics.registry] }).inc(3)
+    await app.inject({ url: '/items/1' })
+    const scrape = (accept?: string) =>
+      app.inject({ url: '/metrics', headers: accept === undefined ? {} : { accept } })
+
+    const before = await scrape()
+    expect(before.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8')
+    expect(before.body).toContain(
+      '# TYPE kit_test_things_total counter\nkit_test_things_total{service="kit-test"} 3',
+    )
+
+    // What Prometheus sends with exemplar storage on.
+    const open = await scrape(
+      'application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2',
+    )
+    expect(open.headers['content-type']).toBe('application/openmetrics-text; version=1.0.0; charset=utf-8')
+    expect(open.body.endsWith('# EOF\n')).toBe(true)
+    // OpenMetrics names the counter family without _total and its sample with it.
+    expect(open.body).toContain('# TYPE kit_test_things counter\nkit_test_things_total{service="kit-test"} 3')
+    expect(open.body).toMatch(/^http_server_request_duration_seconds_bucket\{.*route="\/items\/:id".*\} 1$/m)
+    // Tracing is off in this process: the histogram carries no exemplars.
+    expect(open.body).not.toContain(' # {')
+
+    // prom-client renames counters in place while writing OpenMetrics: the next Prometheus scrape is unchanged.
+    const after = await scrape('text/plain')
+    expect(after.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8')
+    const counters = (body: string) => [...body.matchAll(/^# TYPE (\S+) counter$/gm)].map((m) => m[1]).sort()
+    expect(counters(before.body).length).toBeGreaterThan(1)
+    expect(counters(after.body)).toEqual(counters(before.body))
+    expect(after.body).toContain('kit_test_things_total{service="kit-test"} 3')
     await app.close()
   })
 

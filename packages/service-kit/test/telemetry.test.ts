@@ -1,7 +1,7 @@
 import { TraceFlags } from '@opentelemetry/api'
 import { describe, expect, test } from 'vitest'
 import { createServer, propagationHeaders, tracingActive, tracingConfigured } from '../src/index.js'
-import { LOG_SPAN_CONTEXT, traceLogMixin } from '../src/telemetry.js'
+import { LOG_SPAN_CONTEXT, traceLogMixin, withRequestSpan } from '../src/telemetry.js'
 
 describe('tracing configuration', () => {
   test('on only with an OTLP endpoint, and off again with OTEL_SDK_DISABLED or OTEL_TRACES_EXPORTER=none', () => {
@@ -45,6 +45,17 @@ describe('log lines and trace context', () => {
     // An invalid context (all zeros) is not written.
     const invalid = { [LOG_SPAN_CONTEXT]: { traceId: '0'.repeat(32), spanId: '0'.repeat(16), traceFlags: 0 } }
     expect(traceLogMixin({}, 30, invalid)).toEqual({})
+  })
+
+  test("a line of a shared logger (the access log) names its request's span in its fields, and that wins", () => {
+    const request = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 1 }
+    const other = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '1111111111111111', traceFlags: 1 }
+    const fields = withRequestSpan({ status: 200 }, { [LOG_SPAN_CONTEXT]: request })
+    // pino writes no symbol key: the line's own fields stay as they were.
+    expect(JSON.stringify(fields)).toBe('{"status":200}')
+    expect(traceLogMixin(fields, 30, { [LOG_SPAN_CONTEXT]: other }).span_id).toBe('00f067aa0ba902b7')
+    // A request logger with no span bound (tracing off) adds nothing.
+    expect(Object.getOwnPropertySymbols(withRequestSpan({}, {}))).toEqual([])
   })
 
   test('with tracing off, a call to another service passes the caller’s traceparent and tracestate on', async () => {

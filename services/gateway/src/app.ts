@@ -8,7 +8,8 @@ import type { GatewayConfig } from './config.js'
 import { edgePlugin } from './edge.js'
 import { healthRoutes } from './health-routes.js'
 import { gatewayMetrics } from './metrics.js'
-import { proxyRoutes } from './proxy-routes.js'
+import { gatewayDocument } from './openapi.js'
+import { type ProxyRoute, proxyRoutes } from './proxy-routes.js'
 import { webApp } from './web.js'
 
 export const identity = serviceIdentity(
@@ -62,10 +63,17 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
     strictPreflight: true,
   })
 
+  // `/openapi.json` serves the document composed from the services' own (set once the backends exist).
+  let document: ((own: Record<string, unknown>) => Promise<Record<string, unknown>>) | undefined
   await app.register(serviceKit, {
     ...identity,
     maxEventLoopDelayMs: config.MAX_EVENT_LOOP_DELAY_MS,
     healthRoute: false,
+    openapi: {
+      // The proxied routes are documented by the services behind them.
+      hide: (route) => (route.config as { upstream?: string } | undefined)?.upstream !== undefined,
+      serve: async (own) => (document ? document(own) : own),
+    },
   })
 
   // Draining: clients keep connections alive (an ingress keeps a pool to every pod), and such a connection would
@@ -153,17 +161,18 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
   })
   await app.register(webApp, { root: config.WEB_ROOT })
 
-  await app.register(proxyRoutes, {
-    metrics,
-    retryAttempts: config.RETRY_ATTEMPTS,
-    timeoutMs,
-    routes: [
-      { prefix: '/tasks', backend: tasks },
-      { prefix: '/projects', backend: projects },
-      { prefix: '/users', backend: users },
-      { prefix: '/auth', backend: users },
-      { prefix: '/.well-known/jwks.json', backend: users, exact: true },
-    ],
+  const routes: ProxyRoute[] = [
+    { prefix: '/tasks', backend: tasks },
+    { prefix: '/projects', backend: projects },
+    { prefix: '/users', backend: users },
+    { prefix: '/auth', backend: users },
+    { prefix: '/.well-known/jwks.json', backend: users, exact: true },
+  ]
+  await app.register(proxyRoutes, { metrics, retryAttempts: config.RETRY_ATTEMPTS, timeoutMs, routes })
+  document = gatewayDocument(backends, {
+    routes,
+    checksTokens: edgeVerifier !== null,
+    timeoutMs: config.HEALTH_TIMEOUT_MS,
   })
 }
 

@@ -290,6 +290,26 @@ export class ServiceBackend {
     }
   }
 
+  /** The service's OpenAPI document (`GET /openapi.json`), within `timeoutMs`. */
+  async document(timeoutMs: number): Promise<Record<string, unknown>> {
+    const endpoint = this.pick()
+    if (endpoint === undefined) throw new NoEndpointError(this.name)
+    const response = await this.healthAgent.request({
+      origin: endpoint.origin,
+      path: '/openapi.json',
+      method: 'GET',
+      headers: { host: this.url.host, accept: 'application/json' },
+      signal: AbortSignal.timeout(timeoutMs),
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    })
+    if (response.statusCode !== 200) {
+      await response.body.dump()
+      throw new Error(`${this.name} answered ${response.statusCode} for /openapi.json`)
+    }
+    return (await response.body.json()) as Record<string, unknown>
+  }
+
   async close(): Promise<void> {
     this.closed = true
     clearTimeout(this.refreshTimer)

@@ -30,11 +30,31 @@ const PUBLIC_ROUTES = new Set([
   'HEAD /.well-known/jwks.json',
 ])
 
-export function isPublicRoute(method: string, url: string): boolean {
+const PUBLIC_PATHS = new Set([...PUBLIC_ROUTES].map((route) => route.slice(route.indexOf(' ') + 1)))
+
+function pathOf(url: string): string {
   const query = url.indexOf('?')
   let path = query === -1 ? url : url.slice(0, query)
   if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1)
-  return PUBLIC_ROUTES.has(`${method} ${path}`)
+  return path
+}
+
+export function isPublicRoute(method: string, url: string): boolean {
+  return PUBLIC_ROUTES.has(`${method} ${pathOf(url)}`)
+}
+
+/** The routes on those paths that need a caller (the edge checks their token like any other). */
+const PROTECTED_ON_PUBLIC_PATHS = new Set(['GET /users', 'HEAD /users'])
+
+/**
+ * Whether the edge lets the request through without a token: a public route, or a method a public route's
+ * path does not take at all — only the service knows which methods those are, and answers 405 with its Allow,
+ * which a 401 from the edge would hide.
+ */
+export function passesWithoutToken(method: string, url: string): boolean {
+  const path = pathOf(url)
+  if (!PUBLIC_PATHS.has(path)) return false
+  return !PROTECTED_ON_PUBLIC_PATHS.has(`${method} ${path}`)
 }
 
 /**
@@ -137,7 +157,7 @@ export const edgePlugin = fp<EdgeOptions>(
       }
       app.addHook('onRequest', (request, reply, done) => {
         if (request.principal || request.routeOptions.config?.upstream === undefined) return done()
-        if (request.method === 'OPTIONS' || isPublicRoute(request.method, request.url)) return done()
+        if (request.method === 'OPTIONS' || passesWithoutToken(request.method, request.url)) return done()
         const token = bearerTokenOf(request.headers.authorization)
         if (token === undefined) return refuse(reply, undefined)
         if (token === null) return refuse(reply, MALFORMED_AUTHORIZATION())

@@ -225,3 +225,63 @@ describe('request size', () => {
     expect(((await fits.body.json()) as { bodyBytes: number }).bodyBytes).toBe(1024 * 1024)
   })
 })
+
+describe('the API document', () => {
+  test('/openapi.json is composed from the services’ own documents, with what the gateway answers itself', async () => {
+    const { tasks, users, projects } = services
+    const problem = { type: 'object', properties: { detail: { type: 'string' } } }
+    const documentOf = (paths: Record<string, unknown>, schemas: Record<string, unknown>) =>
+      JSON.stringify({ openapi: '3.1.0', info: { title: 's', version: '1' }, paths, components: { schemas } })
+    const serve =
+      (body: string) =>
+      (req: { url?: string }, res: import('node:http').ServerResponse): boolean => {
+        if (req.url !== '/openapi.json') return false
+        res.writeHead(200, { 'content-type': 'application/json' }).end(body)
+        return true
+      }
+    const ok = {
+      description: 'ok',
+      content: { 'application/json': { schema: { $ref: '#/components/schemas/Item' } } },
+    }
+    tasks.behave(
+      serve(
+        documentOf(
+          { '/tasks': { get: { responses: { 200: ok } } } },
+          { Item: { type: 'integer' }, Problem: problem },
+        ),
+      ),
+    )
+    projects.behave(
+      serve(
+        documentOf(
+          {
+            '/projects/{id}': { get: { responses: { 200: ok, 404: { description: 'no' } } } },
+            '/memberships': { get: { responses: { 200: ok } } },
+          },
+          { Item: { type: 'string' }, Problem: problem },
+        ),
+      ),
+    )
+    users.behave(serve(documentOf({}, {})))
+    try {
+      const doc = (await call(`${gateway.url}/openapi.json`)).json
+      expect(Object.keys(doc.paths).sort()).toEqual(['/', '/health', '/projects/{id}', '/tasks'])
+      // Same name, other content: the second is renamed, and its references follow.
+      expect(doc.components.schemas.Item).toEqual({ type: 'integer' })
+      expect(doc.components.schemas['project-service.Item']).toEqual({ type: 'string' })
+      const project = doc.paths['/projects/{id}'].get.responses
+      expect(project['200'].content['application/json'].schema.$ref).toBe(
+        '#/components/schemas/project-service.Item',
+      )
+      for (const status of ['404', '429', '502', '503', '504']) {
+        expect(project[status].content, status).toEqual({
+          'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } },
+        })
+      }
+      // AUTH_MODE=disabled here: the gateway checks no token, so it adds no 401.
+      expect(project['401']).toBeUndefined()
+    } finally {
+      for (const upstream of [tasks, users, projects]) upstream.behave(undefined)
+    }
+  })
+})

@@ -89,7 +89,12 @@ async function projectApp(app: App, { config }: ProjectAppOptions) {
   })
 
   await app.register(async (routes) => {
-    routes.addHook('preHandler', routes.authenticate)
+    // On every route's own preHandler list (not as a hook of this scope), so each route's OpenAPI operation
+    // documents the token it needs.
+    routes.addHook('onRoute', (route) => {
+      const own = route.preHandler === undefined ? [] : [route.preHandler].flat()
+      route.preHandler = [routes.authenticate, ...own]
+    })
     const options = { repository, users, callerOf, maxMembersPerProject: config.MAX_MEMBERS_PER_PROJECT }
     await routes.register(projectRoutes, options)
     await routes.register(memberRoutes, options)

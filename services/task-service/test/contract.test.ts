@@ -241,4 +241,34 @@ describe('OpenAPI', () => {
     expect(doc.paths['/tasks'].post.responses['201']).toBeDefined()
     expect(doc.paths['/tasks'].get.parameters.map((p: { name: string }) => p.name)).toContain('cursor')
   })
+
+  test('the document tells the truth: problem+json errors, every status, extras ignored, the token', async () => {
+    const doc = (await app.inject({ url: '/openapi.json' })).json()
+    const get = doc.paths['/tasks/{id}'].get
+    // What the handler decides, what the kit decides from the route (a path parameter, validation, a rate
+    // limit, the auth hook) and what any request can meet.
+    for (const status of ['200', '400', '401', '404', '408', '414', '422', '429', '431', '500', '503']) {
+      expect(get.responses, status).toHaveProperty(status)
+    }
+    expect(get.responses['404'].content).toEqual({
+      'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } },
+    })
+    expect(Object.keys(get.responses['200'].content)).toEqual(['application/json'])
+    expect(doc.components.schemas.Problem.required).toEqual(['type', 'title', 'status', 'detail'])
+    // These tests run with AUTH_MODE=disabled: a token is optional (with authentication: [{ bearerAuth: [] }]).
+    expect(get.security).toEqual([{}, { bearerAuth: [] }])
+    expect(doc.components.securitySchemes.bearerAuth.scheme).toBe('bearer')
+    // A body is read: its own statuses; unknown properties are removed, so the document does not refuse them.
+    const post = doc.paths['/tasks'].post
+    for (const status of ['413', '415']) expect(post.responses, status).toHaveProperty(status)
+    const body = post.requestBody.content['application/json'].schema
+    expect(body.additionalProperties).toBeUndefined()
+    expect(body.properties.title.pattern).toBe('^[^\\u0000]*$')
+    expect(body.properties.title['x-well-formed']).toBe(true)
+    // A 204 has no body; `limit` has a default, so it is not required.
+    expect(doc.paths['/tasks/{id}'].delete.responses['204'].content).toBeUndefined()
+    const limit = doc.paths['/tasks'].get.parameters.find((p: { name: string }) => p.name === 'limit')
+    expect(limit.required).toBe(false)
+    expect(doc.info.description).toContain('405')
+  })
 })

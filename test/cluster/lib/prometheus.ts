@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto'
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { buildHelperImage, kubectl, ROOT, type Target } from './cluster.ts'
+import { buildHelperImage, kubectl, type Pod, ROOT, type Target } from './cluster.ts'
 import { run, waitFor } from './run.ts'
 
 export const MONITORING = 'monitoring'
@@ -16,8 +17,8 @@ export interface PrometheusHandle {
 /**
  * A Prometheus for the suite: the cluster's own when the Prometheus Operator runs one (k8s/addons.sh
  * installs kube-prometheus-stack), else Debian's prometheus binary in a small image of the suite, in
- * namespace `monitoring` (where the chart's NetworkPolicies admit scrapes from), discovering pods by their
- * prometheus.io/* annotations in the given namespaces.
+ * namespace `monitoring` (where the chart's NetworkPolicies admit scrapes from), scraping the pods whose
+ * prometheus.io/* annotations ask for it in the given namespaces (the pods running when it is called).
  */
 export async function ensurePrometheus(target: Target, namespaces: string[]): Promise<PrometheusHandle> {
   const operator = await kubectl(['-n', MONITORING, 'get', 'service', 'kube-prometheus-stack-prometheus'], {
@@ -45,34 +46,33 @@ export async function ensurePrometheus(target: Target, namespaces: string[]): Pr
   )
   await buildHelperImage(target, context, join(context, 'Containerfile'), 'prometheus', image)
 
+  // Debian builds Prometheus without its Kubernetes service discovery (`kubernetes_sd_configs` is not in its
+  // config schema), so the suite does the discovery step itself: every running pod whose prometheus.io/*
+  // annotations ask to be scraped becomes a target at its pod IP, annotated port and path, labelled with its
+  // namespace and pod. The scrape itself is Prometheus's, from namespace `monitoring`, through the
+  // NetworkPolicies. (A Prometheus with Kubernetes discovery — the operator's — is used as it is, above.)
+  const scrapeConfigs = []
+  for (const namespace of namespaces) {
+    const { stdout } = await kubectl(['-n', namespace, 'get', 'pods', '-o', 'json'])
+    for (const pod of (JSON.parse(stdout) as { items: Pod[] }).items) {
+      const annotations = pod.metadata.annotations ?? {}
+      if (annotations['prometheus.io/scrape'] !== 'true' || pod.metadata.deletionTimestamp) continue
+      if (pod.status.phase !== 'Running' || !pod.status.podIP) continue
+      scrapeConfigs.push({
+        job_name: `${namespace}/${pod.metadata.name}`,
+        metrics_path: annotations['prometheus.io/path'] ?? '/metrics',
+        static_configs: [
+          {
+            targets: [`${pod.status.podIP}:${annotations['prometheus.io/port']}`],
+            labels: { namespace, pod: pod.metadata.name },
+          },
+        ],
+      })
+    }
+  }
   const config = {
     global: { scrape_interval: '5s', scrape_timeout: '4s' },
-    scrape_configs: [
-      {
-        job_name: 'pods',
-        kubernetes_sd_configs: [{ role: 'pod', namespaces: { names: namespaces } }],
-        relabel_configs: [
-          {
-            source_labels: ['__meta_kubernetes_pod_annotation_prometheus_io_scrape'],
-            action: 'keep',
-            regex: 'true',
-          },
-          {
-            source_labels: ['__meta_kubernetes_pod_annotation_prometheus_io_path'],
-            target_label: '__metrics_path__',
-            regex: '(.+)',
-          },
-          {
-            source_labels: ['__address__', '__meta_kubernetes_pod_annotation_prometheus_io_port'],
-            regex: '([^:]+)(?::\\d+)?;(\\d+)',
-            replacement: '$1:$2',
-            target_label: '__address__',
-          },
-          { source_labels: ['__meta_kubernetes_namespace'], target_label: 'namespace' },
-          { source_labels: ['__meta_kubernetes_pod_name'], target_label: 'pod' },
-        ],
-      },
-    ],
+    scrape_configs: scrapeConfigs,
   }
   const labels = {
     'app.kubernetes.io/name': 'prometheus',
@@ -84,23 +84,6 @@ export async function ensurePrometheus(target: Target, namespaces: string[]): Pr
       apiVersion: 'v1',
       kind: 'ServiceAccount',
       metadata: { name: 'prometheus', namespace: MONITORING, labels },
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRole',
-      metadata: { name: 'task-manager-test-prometheus', labels },
-      rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }],
-    },
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRoleBinding',
-      metadata: { name: 'task-manager-test-prometheus', labels },
-      roleRef: {
-        apiGroup: 'rbac.authorization.k8s.io',
-        kind: 'ClusterRole',
-        name: 'task-manager-test-prometheus',
-      },
-      subjects: [{ kind: 'ServiceAccount', name: 'prometheus', namespace: MONITORING }],
     },
     {
       apiVersion: 'v1',
@@ -118,7 +101,10 @@ export async function ensurePrometheus(target: Target, namespaces: string[]): Pr
         template: {
           metadata: {
             labels,
-            annotations: { 'checksum/config': String(JSON.stringify(config).length) + namespaces.join(',') },
+            // The targets are the pods of this moment: a new set rolls Prometheus out again.
+            annotations: {
+              'checksum/config': createHash('sha256').update(JSON.stringify(config)).digest('hex'),
+            },
           },
           spec: {
             serviceAccountName: 'prometheus',

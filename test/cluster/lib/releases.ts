@@ -22,6 +22,10 @@ const noRateLimits = [
   'gateway.env.RATE_LIMIT_LOGIN_PER_MINUTE=1000000',
   'user-service.env.LOGIN_RATE_LIMIT_PER_CLIENT=1000000',
   'user-service.env.REGISTRATION_RATE_LIMIT_PER_CLIENT=1000000',
+  // The task-service's own per-replica guard for direct calls (ten times the gateway's contract).
+  'task-service.env.RATE_LIMIT_READS_PER_MINUTE=1000000',
+  'task-service.env.RATE_LIMIT_WRITES_PER_MINUTE=1000000',
+  'task-service.env.RATE_LIMIT_CREATES_PER_MINUTE=1000000',
 ].flatMap((v) => ['--set', v])
 
 /**
@@ -142,7 +146,9 @@ export async function upgrade(
       CHART,
       '-n',
       release.namespace,
-      '--reuse-values',
+      // The release's values with this chart's defaults under them (a chart that gained values since the
+      // install renders; --reuse-values would leave the new keys out).
+      '--reset-then-reuse-values',
       ...sets.flatMap((v) => ['--set', v]),
       ...extra,
     ],

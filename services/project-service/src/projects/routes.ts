@@ -14,6 +14,7 @@ import {
 } from './access.js'
 import { type ProjectRepository, toProject } from './repository.js'
 import {
+  AuthenticatedProjectInput,
   PageCursor,
   Project,
   ProjectInput,
@@ -45,7 +46,8 @@ export async function projectRoutes(app: App, { repository, callerOf }: ProjectR
       schema: {
         tags,
         summary: 'Create a project; the caller becomes its owner',
-        body: ProjectInput,
+        // One schema per mode, so the document of each says what it accepts.
+        body: (app.authMode === 'disabled' ? ProjectInput : AuthenticatedProjectInput) as typeof ProjectInput,
         response: { 201: Project, ...problems(401, 422, 503) },
       },
     },

@@ -46,6 +46,17 @@ export const ProjectInput = Type.Object(
 )
 export type ProjectInput = Static<typeof ProjectInput>
 
+/** The create body with authentication on: the caller becomes the owner, so `owner_id` is refused (422). */
+export const AuthenticatedProjectInput = Type.Object(
+  {
+    ...ProjectInput.properties,
+    owner_id: Type.Optional(
+      Type.Never({ description: 'Not with authentication: the caller becomes the owner (422 when sent)' }),
+    ),
+  },
+  { additionalProperties: false },
+)
+
 export const ProjectPatch = Type.Object(
   {
     name: Type.Optional(Name),

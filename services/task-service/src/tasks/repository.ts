@@ -1,4 +1,4 @@
-import { Bulkhead, type PreparedQuery, prepareQuery } from '@task-manager/service-kit'
+import { Bulkhead, type PreparedQuery, parseDateOrDateTime, prepareQuery } from '@task-manager/service-kit'
 import type { Kysely, Transaction } from 'kysely'
 import { sql } from 'kysely'
 import type { TaskDatabase, TaskRow, TaskRowUpdate, TasksTable } from '../db/schema.js'
@@ -215,8 +215,11 @@ export class TaskRepository {
         eb.or([eb('title', 'ilike', pattern), eb('description', 'ilike', pattern)]),
       )
     }
-    if (query.due_before !== undefined) select = select.where('due_date', '<', new Date(query.due_before))
-    if (query.due_after !== undefined) select = select.where('due_date', '>', new Date(query.due_after))
+    // The schema's pattern admits only dates that exist, so these parse.
+    if (query.due_before !== undefined)
+      select = select.where('due_date', '<', parseDateOrDateTime(query.due_before) as Date)
+    if (query.due_after !== undefined)
+      select = select.where('due_date', '>', parseDateOrDateTime(query.due_after) as Date)
 
     if (query.cursor !== undefined) {
       const cursor: Cursor = decodeCursor(query.cursor, sortParam)

@@ -96,8 +96,8 @@ export const TaskListQuery = Type.Object(
     priority: Type.Optional(TaskPriority),
     tag: Type.Optional(Text({ minLength: 1, maxLength: 50 })),
     q: Type.Optional(Text({ minLength: 1, maxLength: 200, description: 'Text in title or description' })),
-    due_before: Type.Optional(Type.String({ format: 'date-time' })),
-    due_after: Type.Optional(Type.String({ format: 'date-time' })),
+    due_before: Type.Optional(DateOrDateTime({ description: 'Tasks due before this date or date-time' })),
+    due_after: Type.Optional(DateOrDateTime({ description: 'Tasks due after this date or date-time' })),
     sort: Type.Optional(
       Type.Union(
         SORT_FIELDS.flatMap((field) => [Type.Literal(field), Type.Literal(`-${field}`)]),

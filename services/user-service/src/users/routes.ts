@@ -125,15 +125,8 @@ export async function userRoutes(app: App, { repository, hasher, registrationsPe
     async (request) => {
       const row = await currentUser(request)
       const { name, email, password, current_password: currentPassword } = request.body
-      if (name === undefined && email === undefined && password === undefined) {
-        throw new HttpProblem(
-          422,
-          'Nothing to change: send name, email or password (role, id and created_at cannot be changed)',
-          {
-            type: problemType('validation-failed'),
-          },
-        )
-      }
+      // Nothing to change (only fields that are ignored, such as role, id or created_at): nothing is written.
+      if (name === undefined && email === undefined && password === undefined) return toUser(row)
       const changes: { name?: string; email?: string; password_hash?: string } = {}
       if (name !== undefined) changes.name = trimmedName(name)
       if (email !== undefined || password !== undefined) {

@@ -30,7 +30,15 @@ export const ProfileChanges = Type.Object(
       Type.String({ minLength: 1, maxLength: 128, description: 'Required to change email or password' }),
     ),
   },
-  strict,
+  {
+    ...strict,
+    // JSON Schema's dependentRequired, written as if/then (what the validator's draft reads too).
+    allOf: ['email', 'password'].map((field) => ({
+      if: { required: [field] },
+      // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then, not a thenable
+      then: { required: ['current_password'] },
+    })),
+  },
 )
 export type ProfileChanges = Static<typeof ProfileChanges>
 
@@ -66,7 +74,8 @@ export const TokenRequest = Type.Object(
     password: Type.String({ minLength: 1, maxLength: 128 }),
     grant_type: Type.Optional(Type.Literal('password')),
   },
-  strict,
+  // One of the two spellings of the account's email.
+  { ...strict, anyOf: [{ required: ['email'] }, { required: ['username'] }] },
 )
 export type TokenRequest = Static<typeof TokenRequest>
 
