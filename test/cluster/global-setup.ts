@@ -11,6 +11,7 @@ import {
   waitReleaseReady,
 } from './lib/cluster.ts'
 import { ensureAwkwardSecrets, install, MAIN, OPEN, type Release } from './lib/releases.ts'
+import { provideStandIns } from './lib/stand-ins.ts'
 
 export interface InstallReport {
   /** `helm upgrade --install` returned after this long. */
@@ -43,9 +44,9 @@ async function uninstallIfPresent(release: Release): Promise<void> {
   })
 }
 
-async function installAndWait(release: Release): Promise<InstallReport> {
+async function installAndWait(release: Release, extra: string[]): Promise<InstallReport> {
   const started = Date.now()
-  const { ms, warnings } = await install(release)
+  const { ms, warnings } = await install(release, extra)
   await waitReleaseReady(release.namespace, release.name, 900_000)
   const report = { helmMs: ms, readyMs: Date.now() - started, warnings }
   log(
@@ -70,13 +71,15 @@ export default async function setup(project: TestProject) {
     }
   }
 
+  const standIns = await provideStandIns(target, log)
+
   for (const release of [OPEN, MAIN]) await uninstallIfPresent(release)
   for (const release of [MAIN, OPEN]) await ensureNamespace(release.namespace)
   await ensureAwkwardSecrets(OPEN)
   const installs: Record<string, InstallReport> = {}
   // One after the other: two releases starting together on a small machine mostly measure the machine.
-  installs[MAIN.name] = await installAndWait(MAIN)
-  installs[OPEN.name] = await installAndWait(OPEN)
+  installs[MAIN.name] = await installAndWait(MAIN, standIns)
+  installs[OPEN.name] = await installAndWait(OPEN, standIns)
 
   project.provide('target', target)
   project.provide('installs', installs)
