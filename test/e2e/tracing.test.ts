@@ -1,12 +1,25 @@
+import { execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { signUp, startSystem, type TestSystem, waitFor } from './helpers.ts'
+import { freePort, signUp, startSystem, type TestSystem, waitFor } from './helpers.ts'
 import { type OtlpReceiver, type ReceivedSpan, SpanKind, startOtlpReceiver } from './otlp-receiver.ts'
 
 // The system as `pnpm start --tracing` runs it, every service exporting OTLP/HTTP to a receiver in this test
 // process. A request through the gateway must come back as ONE trace: the gateway's server span, its call to
 // the service, that service's server span, its calls to other services and each database statement, every
 // span's parent in the same trace; and every log line the request wrote carries that trace id.
+
+function hasPrometheus(): boolean {
+  try {
+    execFileSync('prometheus', ['--version'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
 
 let system: TestSystem
 let receiver: OtlpReceiver
@@ -56,6 +69,18 @@ async function gatewayTraceId(requestId: string): Promise<string> {
   const line = logLinesOf(requestId).find((l) => l.service === 'gateway')?.line as Record<string, unknown>
   expect(line.trace_id).toMatch(/^[0-9a-f]{32}$/)
   return line.trace_id as string
+}
+
+/** A new user's GET /projects through the gateway in a trace the client starts (a sampled traceparent). */
+async function tracedProjectList(name: string) {
+  const user = await signUp(system.api, name)
+  const traceId = randomBytes(16).toString('hex')
+  const listed = await system.api('GET', '/projects', {
+    token: user.token,
+    headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+  })
+  expect(listed.status).toBe(200)
+  return { traceId, listed }
 }
 
 function spansOf(traceId: string): ReceivedSpan[] {
@@ -328,14 +353,7 @@ describe('one trace per request, across every hop', () => {
   })
 
   test('the access log line of a request carries its trace and span ids, in every service', async () => {
-    const { api } = system
-    const user = await signUp(api, 'Axel')
-    const traceId = randomBytes(16).toString('hex')
-    const listed = await api('GET', '/projects', {
-      token: user.token,
-      headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
-    })
-    expect(listed.status).toBe(200)
+    const { traceId, listed } = await tracedProjectList('Axel')
     const requestId = listed.headers.get('x-request-id') as string
     await waitFor('the access log lines of the request', async () => {
       const services = logLinesOf(requestId)
@@ -366,6 +384,69 @@ describe('one trace per request, across every hop', () => {
     const strays = roots.filter((span) => !(span.service === 'gateway' && span.kind === SpanKind.SERVER))
     expect(describeTrace(strays)).toBe('')
   })
+
+  // Debian's prometheus package (CI installs it for promtool) brings the server too.
+  test.skipIf(!hasPrometheus() && !process.env.REQUIRE_PROMTOOL)(
+    'Prometheus with exemplar storage scrapes the OpenMetrics of the services and keeps the trace id of a request',
+    async () => {
+      const { traceId } = await tracedProjectList('Exa')
+
+      const dir = await mkdtemp(join(tmpdir(), 'task-manager-prometheus-'))
+      const targets = ['gateway', 'project-service'].map(
+        (name) => new URL(system.services[name as 'gateway' | 'project-service'].url).host,
+      )
+      await writeFile(
+        join(dir, 'prometheus.yml'),
+        `global: { scrape_interval: 1s }\nscrape_configs:\n  - job_name: services\n    static_configs: [{ targets: ${JSON.stringify(targets)} }]\n`,
+      )
+      const port = await freePort()
+      const prometheus = spawn(
+        'prometheus',
+        [
+          `--config.file=${join(dir, 'prometheus.yml')}`,
+          `--storage.tsdb.path=${join(dir, 'data')}`,
+          `--web.listen-address=127.0.0.1:${port}`,
+          '--enable-feature=exemplar-storage',
+        ],
+        { stdio: 'ignore' },
+      )
+      const query = async <T>(path: string) =>
+        ((await (await fetch(`http://127.0.0.1:${port}${path}`)).json()) as { data: T }).data
+      try {
+        const now = () => Math.round(Date.now() / 1000)
+        let found: { seriesLabels: Record<string, string> }[] = []
+        await waitFor(
+          `the exemplar of trace ${traceId} in Prometheus`,
+          async () => {
+            const series = await query<
+              { seriesLabels: Record<string, string>; exemplars: { labels: Record<string, string> }[] }[]
+            >(
+              `/api/v1/query_exemplars?query=http_server_request_duration_seconds_bucket&start=${now() - 300}&end=${now() + 60}`,
+            )
+            found = series.filter((one) => one.exemplars.some((e) => e.labels.trace_id === traceId))
+            return new Set(found.map((series) => series.seriesLabels.service)).size === 2
+          },
+          30_000,
+        )
+        expect(new Set(found.map((series) => series.seriesLabels.service))).toEqual(
+          new Set(['gateway', 'project-service']),
+        )
+        // Both targets scraped in OpenMetrics without a parse error, and the counters keep their names.
+        const { activeTargets } = await query<{ activeTargets: { health: string; lastError: string }[] }>(
+          '/api/v1/targets',
+        )
+        expect(activeTargets.map((t) => `${t.health} ${t.lastError}`)).toEqual(['up ', 'up '])
+        const counters = await query<{ result: unknown[] }>(
+          '/api/v1/query?query=process_cpu_user_seconds_total',
+        )
+        expect(counters.result).toHaveLength(2)
+      } finally {
+        prometheus.kill('SIGTERM')
+        await new Promise((resolve) => prometheus.once('exit', resolve))
+        await rm(dir, { recursive: true, force: true })
+      }
+    },
+  )
 
   test('probes and scrapes make no spans; the exports were all OTLP/JSON trace requests', async () => {
     const before = receiver.spans.length
