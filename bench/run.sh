@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `pnpm bench`: the database read path micro-benchmark, then the whole local system under load, each figure
 # twice; writes bench-results/*.json (raw), docs/benchmarks.json and the tables in docs/benchmarks.md.
-#   pnpm bench            # about 10 minutes on 2 cores
-#   pnpm bench --smoke    # about 1.5 minutes: proves the benchmark still works, writes no docs
+#   pnpm bench            # about 13 minutes on 2 cores
+#   pnpm bench --smoke    # about 4 minutes: proves the benchmark still works, writes no docs
 # Installs nothing. Needs taskset (util-linux), wrk and nginx for every figure; when one is missing it
 # says so and skips only the figures that need it. Everything listens on 127.0.0.1.
 set -euo pipefail
