@@ -3,7 +3,7 @@ import { DATABASES, helm, kubectlJson } from './lib/cluster.ts'
 import { dbSecret, OPEN } from './lib/releases.ts'
 import { waitFor } from './lib/run.ts'
 
-// `helm uninstall` leaves only what docs/deployment.md says it keeps: each database's PVC and the kept
+// `helm uninstall` leaves only what docs/deployment.md says it keeps: each database's PVC, NATS's and the kept
 // Secrets (database passwords the chart generated, the token signing keys), so a reinstall finds its data.
 
 const KINDS =
@@ -30,6 +30,8 @@ describe('helm uninstall', () => {
     expect(left).toEqual(
       [
         ...DATABASES.map((s) => `PersistentVolumeClaim/data-${OPEN.name}-${s}-postgresql-0`),
+        // NATS's JetStream store (a StatefulSet's claim, as the databases').
+        `PersistentVolumeClaim/data-${OPEN.name}-nats-0`,
         // The database passwords come from the suite's own Secrets in this release; the signing keys are the chart's.
         `Secret/${OPEN.name}-user-service-signing-keys`,
       ].sort(),
