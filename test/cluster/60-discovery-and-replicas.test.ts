@@ -52,11 +52,23 @@ beforeAll(async () => {
   await waitFor('the route to answer', async () => (await api('GET', '/health')).status === 200, 120_000)
   user = await signUp(api, 'Discovery')
   const project = await api('POST', '/projects', { token: user.token, body: { name: 'Discovery' } })
-  const task = await api('POST', '/tasks', {
-    token: user.token,
-    body: { title: 'read me', project_id: project.body.id },
-  })
-  if (task.status !== 201) throw new Error(`task: ${task.status}`)
+  if (project.status !== 201) throw new Error(`project: ${project.status}`)
+  // The previous file restarted the project-service and its database: the task-service learns the new
+  // project's owner from the membership event (or asks the project-service), a moment after it exists.
+  const task = await waitFor(
+    'the task-service to accept a task in the new project',
+    async () => {
+      const answer = await api('POST', '/tasks', {
+        token: user.token,
+        body: { title: 'read me', project_id: project.body.id },
+      })
+      if (answer.status !== 201 && answer.status !== 422 && answer.status !== 503)
+        throw new Error(`task: ${answer.status} ${JSON.stringify(answer.body)}`)
+      return answer.status === 201 && answer
+    },
+    60_000,
+    1000,
+  )
   taskId = task.body.id
 })
 

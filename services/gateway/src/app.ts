@@ -117,6 +117,28 @@ async function gatewayApp(app: App, { config, verifier }: GatewayAppOptions) {
   app.addHook('onClose', async () => {
     await Promise.all(backends.map((each) => each.close()))
   })
+  // A new gateway pod takes traffic only once it has reached every service (any answer counts): in a
+  // cluster its connections may be refused for a moment after it starts, until the NetworkPolicy
+  // controller has programmed the pod, and a request it took then would fail. A one-time gate, bounded:
+  // after STARTUP_UPSTREAM_WAIT_MS it opens anyway, and once open readiness never looks at the services
+  // again (a service's outage must not take every gateway out of its Service).
+  const startedAt = Date.now()
+  let reachedAll = config.STARTUP_UPSTREAM_WAIT_MS === 0
+  app.readiness.addCheck('services-reached', async () => {
+    if (reachedAll) return
+    const states = await Promise.all(backends.map((each) => each.ready({}, 900)))
+    if (states.every((state) => state !== 'unreachable')) reachedAll = true
+    else if (Date.now() - startedAt >= config.STARTUP_UPSTREAM_WAIT_MS) {
+      reachedAll = true
+      app.log.warn(
+        { unreachable: backends.filter((_, i) => states[i] === 'unreachable').map((each) => each.name) },
+        'ready although some services were not reached within STARTUP_UPSTREAM_WAIT_MS',
+      )
+    } else
+      throw new Error(
+        `not reached yet: ${backends.filter((_, i) => states[i] === 'unreachable').map((each) => each.name)}`,
+      )
+  })
 
   // Revoked tokens are refused at the edge too, cached verdicts included: every gateway replica follows
   // users.user.tokens_revoked / users.user.deleted into its own list (docs/events.md, "Token revocation").

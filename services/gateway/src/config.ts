@@ -106,6 +106,14 @@ export const GatewayConfig = Type.Object({
     default: 1500,
     description: 'Per-service timeout of GET /health',
   }),
+  STARTUP_UPSTREAM_WAIT_MS: Type.Integer({
+    minimum: 0,
+    default: 20_000,
+    description:
+      'A starting gateway is not ready until it has reached every service once (addresses resolved, a connection ' +
+      'made: a NetworkPolicy controller may not have programmed a new pod yet), or until this long after its ' +
+      'start, whichever comes first; then readiness never depends on the services again. 0: no wait',
+  }),
 
   // Protection
   CORS_ORIGINS: Type.String({

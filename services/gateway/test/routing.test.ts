@@ -1,7 +1,8 @@
 import { Readable } from 'node:stream'
+import { freePort } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { call, rawRequest, startGateway, type TestGateway } from './helpers.js'
-import { startServices, type TestServices } from './upstream-server.js'
+import { startServices, startUpstream, type TestServices } from './upstream-server.js'
 
 let services: TestServices
 let gateway: TestGateway
@@ -282,6 +283,54 @@ describe('the API document', () => {
       expect(project['401']).toBeUndefined()
     } finally {
       for (const upstream of [tasks, users, projects]) upstream.behave(undefined)
+    }
+  })
+})
+
+describe('a starting gateway', () => {
+  test('is not ready until it has reached every service once; then a service outage never makes it unready', async () => {
+    const port = await freePort()
+    const others = await startServices()
+    const starting = await startGateway({
+      AUTH_MODE: 'disabled',
+      ...others.env,
+      // Nothing listens here yet: as a new pod whose connections are still refused.
+      TASK_SERVICE_URL: `http://127.0.0.1:${port}`,
+      STARTUP_UPSTREAM_WAIT_MS: '600000',
+    })
+    try {
+      const before = await call(`${starting.url}/health/ready`)
+      expect(before.status).toBe(503)
+      expect(before.json.checks['services-reached']).toBe('down')
+      const tasks = await startUpstream('task-service', { port })
+      try {
+        expect((await call(`${starting.url}/health/ready`)).status).toBe(200)
+        // Reached once: the service going away later is the breakers' business, not readiness's.
+        await tasks.close()
+        expect((await call(`${starting.url}/health/ready`)).status).toBe(200)
+      } finally {
+        await tasks.close().catch(() => {})
+      }
+    } finally {
+      await starting.close()
+      await others.close()
+    }
+  })
+
+  test('is ready after STARTUP_UPSTREAM_WAIT_MS even when a service was never reached', async () => {
+    const others = await startServices()
+    const starting = await startGateway({
+      AUTH_MODE: 'disabled',
+      ...others.env,
+      TASK_SERVICE_URL: `http://127.0.0.1:${await freePort()}`,
+      STARTUP_UPSTREAM_WAIT_MS: '10',
+    })
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      expect((await call(`${starting.url}/health/ready`)).status).toBe(200)
+    } finally {
+      await starting.close()
+      await others.close()
     }
   })
 })
