@@ -51,10 +51,20 @@ async function servedBy(list: Pod[]): Promise<Record<string, number>> {
 beforeAll(async () => {
   await waitFor('the route to answer', async () => (await api('GET', '/health')).status === 200, 120_000)
   user = await signUp(api, 'Discovery')
-  const project = await api('POST', '/projects', { token: user.token, body: { name: 'Discovery' } })
-  if (project.status !== 201) throw new Error(`project: ${project.status}`)
-  // The previous file restarted the project-service and its database: the task-service learns the new
-  // project's owner from the membership event (or asks the project-service), a moment after it exists.
+  // The previous file restarted the project-service and its database: until the gateway's breaker for it
+  // closes again a write can answer 503 (retry-able, as its Retry-After says). And the task-service learns
+  // the new project's owner from the membership event (or asks the project-service), a moment after it exists.
+  const project = await waitFor(
+    'the project-service to accept a project again',
+    async () => {
+      const answer = await api('POST', '/projects', { token: user.token, body: { name: 'Discovery' } })
+      if (answer.status !== 201 && answer.status !== 503)
+        throw new Error(`project: ${answer.status} ${JSON.stringify(answer.body)}`)
+      return answer.status === 201 && answer
+    },
+    120_000,
+    1000,
+  )
   const task = await waitFor(
     'the task-service to accept a task in the new project',
     async () => {
