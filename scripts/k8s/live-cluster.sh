@@ -64,6 +64,14 @@ case "${1:-}" in
       LC_STATE=$LC_STATE bash "$LC/up.sh" >>"$LOG" 2>&1 || { tail -40 "$LOG" >&2; exit 1; }
       kill -0 "$(cat "$router_pid")" 2>/dev/null || { echo "live-cluster: kube-router still not running" >&2; tail -5 "$LC_STATE/logs/kube-router.log" >&2; exit 1; }
     fi
+    # After a stop (down.sh, or the machine's processes ending) and a start, the add-ons' pods can stay
+    # "Running" in the API with no sandbox behind them (seen: CoreDNS and Traefik, so no name resolved and
+    # nothing routed). Their Deployments replace them within seconds; a fresh pod is never worse.
+    export KUBECONFIG=$LC_STATE/pki/admin.kubeconfig PATH=$LC_STATE/bin:$PATH
+    kubectl -n kube-system delete pod -l k8s-app=kube-dns --wait=false >/dev/null
+    kubectl -n traefik delete pod --all --wait=false >/dev/null
+    kubectl -n kube-system rollout status deployment/coredns --timeout=180s
+    kubectl -n traefik rollout status deployment/traefik --timeout=180s
     ;;
   down)
     if [ -f "$PID" ] && [ ! -f "$RC" ] && kill -0 "$(cat "$PID")" 2>/dev/null; then
