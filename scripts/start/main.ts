@@ -32,7 +32,8 @@ Options:
   --nats-port N              client port of the local nats-server (default 4222; monitoring on N+4000)
   --raw-logs                 print the services' JSON log lines as they are
   --tracing                  send OpenTelemetry traces over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, default
-                             http://localhost:4318 (a local Jaeger or collector; docs/operations.md, "Traces")
+                             http://localhost:4318 (a local Jaeger or collector; docs/operations.md, "Traces"),
+                             or with OTEL_TRACES_EXPORTER=zipkin to a local Zipkin (http://localhost:9411)
   -h, --help                 this text
 
 Environment:
@@ -135,8 +136,16 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 }
 
 const baseEnv: Record<string, string | undefined> = { ...process.env }
-if (values.tracing) baseEnv.OTEL_EXPORTER_OTLP_ENDPOINT ||= 'http://localhost:4318'
-const tracingTo = baseEnv.OTEL_EXPORTER_OTLP_ENDPOINT || baseEnv.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+// OTEL_TRACES_EXPORTER=zipkin sends the spans to a Zipkin server instead (the README's local trace viewer).
+const toZipkin = (baseEnv.OTEL_TRACES_EXPORTER ?? '')
+  .toLowerCase()
+  .split(',')
+  .some((name) => name.trim() === 'zipkin')
+if (values.tracing && !toZipkin) baseEnv.OTEL_EXPORTER_OTLP_ENDPOINT ||= 'http://localhost:4318'
+const otlpTo = baseEnv.OTEL_EXPORTER_OTLP_ENDPOINT || baseEnv.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+const tracingTo = toZipkin
+  ? `Zipkin at ${baseEnv.OTEL_EXPORTER_ZIPKIN_ENDPOINT || 'http://localhost:9411/api/v2/spans'}`
+  : otlpTo && `OTLP to ${otlpTo}`
 
 try {
   system = await launch({
@@ -210,7 +219,7 @@ if (!stopping) {
       : '  NATS (JetStream)   your own (NATS_URL)',
     `  health             curl -s ${api}/health`,
     tracingTo
-      ? `  traces             OTLP to ${tracingTo} (trace_id on every log line of a request)`
+      ? `  traces             ${tracingTo} (trace_id on every log line of a request)`
       : '  traces             off (--tracing sends them to a local OTLP endpoint)',
     '',
   ]

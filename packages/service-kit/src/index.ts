@@ -15,6 +15,12 @@ export { type PreparedQuery, poolOf, prepareQuery } from './prepared.js'
 export * from './problem.js'
 export { optionalRedis } from './redis.js'
 export * from './service-database.js'
-export { shutdownTracing, traceLogMixin, tracingActive, tracingConfigured } from './telemetry.js'
+export {
+  shutdownTracing,
+  traceExporters,
+  traceLogMixin,
+  tracingActive,
+  tracingConfigured,
+} from './telemetry.js'
 export * from './upstream.js'
 export * from './upstream-config.js'

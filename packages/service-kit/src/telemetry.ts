@@ -18,10 +18,25 @@ function state(): TelemetryState {
   return holder[STATE]
 }
 
-/** True when the environment asks for traces: an OTLP endpoint is set and the SDK is not disabled. */
+/** The exporters OTEL_TRACES_EXPORTER names (a comma-separated list; `otlp` when it is not set). */
+export function traceExporters(env: Record<string, string | undefined>): string[] {
+  const named = (env.OTEL_TRACES_EXPORTER ?? '')
+    .split(',')
+    .map((name) => name.trim().toLowerCase())
+    .filter((name) => name !== '')
+  return named.length > 0 ? named : ['otlp']
+}
+
+/**
+ * True when the environment asks for traces and the SDK is not disabled: an OTLP endpoint is set, or
+ * OTEL_TRACES_EXPORTER names an exporter that needs none (`zipkin`, to OTEL_EXPORTER_ZIPKIN_ENDPOINT or
+ * Zipkin's default `http://localhost:9411/api/v2/spans`; `console`). `none` turns tracing off.
+ */
 export function tracingConfigured(env: Record<string, string | undefined>): boolean {
   if ((env.OTEL_SDK_DISABLED ?? '').trim().toLowerCase() === 'true') return false
-  if ((env.OTEL_TRACES_EXPORTER ?? '').trim().toLowerCase() === 'none') return false
+  const exporters = traceExporters(env)
+  if (exporters.includes('none')) return false
+  if (exporters.includes('zipkin') || exporters.includes('console')) return true
   return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim())
 }
 

@@ -1,6 +1,12 @@
 import { TraceFlags } from '@opentelemetry/api'
 import { describe, expect, test } from 'vitest'
-import { createServer, propagationHeaders, tracingActive, tracingConfigured } from '../src/index.js'
+import {
+  createServer,
+  propagationHeaders,
+  traceExporters,
+  tracingActive,
+  tracingConfigured,
+} from '../src/index.js'
 import { LOG_SPAN_CONTEXT, traceLogMixin, withRequestSpan } from '../src/telemetry.js'
 
 describe('tracing configuration', () => {
@@ -20,6 +26,16 @@ describe('tracing configuration', () => {
         OTEL_TRACES_EXPORTER: 'none',
       }),
     ).toBe(false)
+  })
+
+  test('OTEL_TRACES_EXPORTER=zipkin or console needs no OTLP endpoint; none among the exporters wins', () => {
+    expect(traceExporters({})).toEqual(['otlp'])
+    expect(traceExporters({ OTEL_TRACES_EXPORTER: ' Zipkin, console ' })).toEqual(['zipkin', 'console'])
+    expect(tracingConfigured({ OTEL_TRACES_EXPORTER: 'zipkin' })).toBe(true)
+    expect(tracingConfigured({ OTEL_TRACES_EXPORTER: 'console' })).toBe(true)
+    expect(tracingConfigured({ OTEL_TRACES_EXPORTER: 'otlp' })).toBe(false)
+    expect(tracingConfigured({ OTEL_TRACES_EXPORTER: 'zipkin,none' })).toBe(false)
+    expect(tracingConfigured({ OTEL_TRACES_EXPORTER: 'zipkin', OTEL_SDK_DISABLED: 'true' })).toBe(false)
   })
 
   test('a process started without the instrument entry has tracing off', () => {
