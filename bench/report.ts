@@ -1,4 +1,4 @@
-// Turns bench-results/db-read.json and bench-results/system.json into the tables of docs/benchmarks.md
+// Turns bench-results/db-read.json, system.json, memory.json and events.json into the tables of docs/benchmarks.md
 // (between the bench:begin/bench:end markers; the hand-written analysis around them is kept) and the
 // summary docs/benchmarks.json. Ratios are computed within one run.
 //   node --import tsx bench/report.ts [--smoke]   (--smoke: check the results, write nothing)
@@ -13,6 +13,8 @@ const system = JSON.parse(readFileSync(join(root, 'bench-results/system.json'), 
 // The memory-settings sweep (bench/memory.ts), when it was run: kept in the summary it is cited from.
 const memoryPath = join(root, 'bench-results/memory.json')
 const memorySweep = existsSync(memoryPath) ? JSON.parse(readFileSync(memoryPath, 'utf8')) : null
+// The outbox's cost and the event latency (bench/events.ts).
+const events = JSON.parse(readFileSync(join(root, 'bench-results/events.json'), 'utf8'))
 
 interface Run {
   requests: number
@@ -40,6 +42,45 @@ for (const [phaseName, phase] of Object.entries(phases)) {
 }
 for (const variant of dbRead.variants) {
   if (!(variant.best_cpu_us_per_query > 0)) problems.push(`db-read: ${variant.name}: no measurement`)
+}
+
+interface CreateRun {
+  creates: number
+  creates_per_second: number
+  backlog_at_last_create: number
+  drain_ms: number
+  cpu_us_per_create: { node: number; postgres: number; nats: number; total: number }
+}
+interface LatencyRun {
+  events: number
+  rate_per_second: number
+  applied_per_second: number
+  p50_ms: number
+  p90_ms: number
+  p99_ms: number
+  max_ms: number
+  effect_rows: number
+}
+const outboxVariants = (events.outbox?.variants ?? {}) as Record<string, CreateRun[]>
+const latencyRuns = (events.latency?.runs ?? []) as LatencyRun[]
+if (Object.keys(outboxVariants).length !== 2) problems.push('events: outbox cost: no measurement')
+for (const [name, runs] of Object.entries(outboxVariants)) {
+  for (const run of runs) {
+    const cpu = run.cpu_us_per_create
+    if (!(run.creates > 0 && run.creates_per_second > 0 && cpu.node > 0 && cpu.total >= cpu.node))
+      problems.push(`events: ${name}: no measurement`)
+  }
+}
+if (!(typeof events.outbox?.cost_percent === 'number' && events.outbox.all_sent === true))
+  problems.push('events: outbox cost: no measurement (or not every row was sent)')
+if (latencyRuns.length === 0 || events.latency?.exactly_once !== true)
+  problems.push('events: latency: no measurement (or not every event applied exactly once)')
+for (const run of latencyRuns) {
+  if (!(run.p50_ms > 0 && run.p50_ms <= run.p90_ms && run.p90_ms <= run.p99_ms && run.p99_ms <= run.max_ms))
+    problems.push(
+      `events: latency: no measurement (percentiles ${run.p50_ms}/${run.p90_ms}/${run.p99_ms}/${run.max_ms})`,
+    )
+  if (run.effect_rows !== run.events) problems.push('events: latency: no measurement (effects missing)')
 }
 
 const f1 = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '–' : n.toFixed(1))
@@ -241,6 +282,44 @@ if (tracing) {
   }
 }
 
+// Domain events (bench/events.ts)
+const bothRuns = <R>(runs: R[], pick: (run: R) => string) => runs.map(pick).join(' / ')
+push(
+  '### Domain events: the outbox on a create, and end-to-end latency',
+  '',
+  `\`bench/events.ts\`: the project-service's create (project + owner membership in one transaction) at ` +
+    `concurrency ${events.outbox?.concurrency}, ${events.outbox?.creates} creates per run, without and with the ` +
+    `outbox (its relay publishing to JetStream during the run, which ends when every row is sent), interleaved, ` +
+    `${events.outbox?.rounds} runs; CPU per create of this process, PostgreSQL and nats-server, all pinned to CPU ${events.cpu}` +
+    `${events.pinned ? '' : ' (taskset missing: NOT pinned)'}.`,
+  '',
+  '| Create | Node CPU µs (run 1 / run 2) | PostgreSQL CPU µs | nats-server CPU µs | total CPU µs | creates/s | relay backlog at the last commit (rows, ms to send) |',
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...Object.entries(outboxVariants).map(
+    ([name, runs]) =>
+      `| ${name} | ${bothRuns(runs, (r) => f1(r.cpu_us_per_create.node))} | ${bothRuns(runs, (r) => f1(r.cpu_us_per_create.postgres))} | ${bothRuns(runs, (r) => f1(r.cpu_us_per_create.nats))} | ${bothRuns(runs, (r) => f1(r.cpu_us_per_create.total))} | ${bothRuns(runs, (r) => r0(r.creates_per_second))} | ${bothRuns(runs, (r) => `${r.backlog_at_last_create}, ${r.drain_ms}`)} |`,
+  ),
+  '',
+  `The outbox costs **${f1(events.outbox?.cost_percent)} %** of a create's total CPU ` +
+    `(per run: ${(events.outbox?.cost_percent_per_round ?? []).map((p: number) => `${f1(p)} %`).join(' / ')}; ` +
+    `${events.outbox?.events_recorded} events recorded, all sent, ${events.outbox?.stream_messages} in the stream).`,
+  '',
+  `End-to-end latency, the producer's COMMIT returning → the consumer's transaction (the task-service's ` +
+    `membership upsert and its inbox row) committed, creates at ${events.latency?.rate_per_second}/s (open loop), ` +
+    `${events.latency?.events} events per run:`,
+  '',
+  '| Run | events | created/s | applied/s | p50 ms | p90 ms | p99 ms | max ms |',
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ...latencyRuns.map(
+    (r, i) =>
+      `| ${i + 1} | ${r.events} | ${r0(r.rate_per_second)} | ${r0(r.applied_per_second)} | ${f1(r.p50_ms)} | ${f1(r.p90_ms)} | ${f1(r.p99_ms)} | ${f1(r.max_ms)} |`,
+  ),
+  '',
+  `Every event applied exactly once: ${events.latency?.effect_rows} effect rows and ${events.latency?.inbox_rows} ` +
+    `inbox rows for ${events.latency?.warmup_events + events.latency?.rounds * events.latency?.events} events (warm-up included).`,
+  '',
+)
+
 // Targets
 const gatewayCpu = mean(figures[viaGateway], (r) => r.proxy_cpu_us_per_request)
 const nginxRatio = rps(viaGateway) / rps(viaNginx)
@@ -274,6 +353,8 @@ push(
         `| tracing on at 100 % sampling: reported | ${f1(tracing.sampled_100_vs_off_percent)} % | reported |`,
       ]
     : []),
+  `| the outbox's cost on a create (relay running) ≤ ${events.outbox?.target_percent} % over a create without it (all CPU) | ${f1(events.outbox?.cost_percent)} % | ${verdict(events.outbox?.cost_percent <= events.outbox?.target_percent)} |`,
+  `| end-to-end event latency at ${events.latency?.rate_per_second}/s: reported | p50 ${bothRuns(latencyRuns, (r) => f1(r.p50_ms))} ms, p99 ${bothRuns(latencyRuns, (r) => f1(r.p99_ms))} ms | reported |`,
   ...phaseNames.map(
     (p) =>
       `| each service ready ≤ 1 s after its database is reachable (${label(p)}) | max ${r0(Math.max(...services.map((s) => phases[p].ready_ms[s])))} ms | ${verdict(Math.max(...services.map((s) => phases[p].ready_ms[s])) <= 1000)} |`,
@@ -302,6 +383,6 @@ if (a === -1 || b === -1) throw new Error(`docs/benchmarks.md lacks the ${begin}
 writeFileSync(docPath, `${doc.slice(0, a + begin.length)}\n\n${table}\n${doc.slice(b)}`)
 writeFileSync(
   join(root, 'docs/benchmarks.json'),
-  `${JSON.stringify({ command, problems, db_read: dbRead, system, memory_sweep: memorySweep }, null, 2)}\n`,
+  `${JSON.stringify({ command, problems, db_read: dbRead, system, memory_sweep: memorySweep, events }, null, 2)}\n`,
 )
 process.stderr.write('[bench] wrote docs/benchmarks.md and docs/benchmarks.json\n')

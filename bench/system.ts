@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { createDatabase } from '@task-manager/service-kit'
 import { freePort, startEmbeddedPostgres } from '@task-manager/testing'
 import { nginxProxy } from './nginx.js'
+import { childrenOf, cpuSeconds, has, postmasterPid } from './proc.js'
 
 const smoke = process.argv.includes('--smoke')
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? (smoke ? 1 : 8))
@@ -31,16 +32,7 @@ const TASKS_PER_RANGE = smoke ? 5000 : 20_000
 const root = resolve(import.meta.dirname, '..')
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`)
 const loud = (line: string) => process.stderr.write(`\n[bench] !!! ${line}\n\n`)
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim())
 
-function has(tool: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
 const tools = { taskset: has('taskset'), wrk: has('wrk'), nginx: has('nginx') }
 const skipped: string[] = []
 function skip(figure: string, why: string) {
@@ -55,37 +47,7 @@ const pin = (cpu: string, command: string, args: string[]): [string, string[]] =
   tools.taskset ? ['taskset', ['-c', cpu, command, ...args]] : [command, args]
 
 // ---------------------------------------------------------------------------------------------------
-// Processes: RSS and CPU from /proc.
-
-function procStat(pid: number): { ticks: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return { ticks: Number(fields[11]) + Number(fields[12]) }
-}
-
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number)
-  } catch {
-    return []
-  }
-}
-
-/** CPU seconds used so far by a process and its descendants. */
-function cpuSeconds(pid: number): number {
-  let ticks = 0
-  try {
-    ticks = procStat(pid).ticks
-  } catch {
-    return 0
-  }
-  for (const child of childrenOf(pid)) ticks += cpuSeconds(child) * CLK_TCK
-  return ticks / CLK_TCK
-}
+// Processes: RSS from /proc (CPU time: proc.ts).
 
 function statusKb(pid: number, field: string): number {
   try {
@@ -336,7 +298,7 @@ for (const [name, text] of Object.entries(LUA)) {
 const benchStarted = performance.now()
 log('starting PostgreSQL (embedded)')
 const pgServer = await startEmbeddedPostgres()
-const postmaster = Number(readFileSync(join(pgServer.clusterDir, 'postmaster.pid'), 'utf8').split('\n')[0])
+const postmaster = postmasterPid(pgServer.clusterDir)
 const postgresReadyMs = Math.round(performance.now() - benchStarted)
 const admin = createDatabase({ connectionString: pgServer.adminUrl, max: 1, applicationName: 'pnpm-bench' })
 const dbUrl = (name: string) => {
