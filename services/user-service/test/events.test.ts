@@ -1,4 +1,5 @@
-import { EventBus, type EventEnvelope, EventFollower, STREAMS } from '@task-manager/events'
+import { type EventEnvelope, STREAMS } from '@task-manager/events'
+import { type EventRecorder, startEventRecorder } from '@task-manager/events/testing'
 import type { App } from '@task-manager/service-kit'
 import { useNatsServer, useTestDatabase } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
@@ -11,9 +12,7 @@ const database = useTestDatabase('users_events')
 const nats = useNatsServer()
 let app: App
 let replica: App
-let bus: EventBus
-let follower: EventFollower
-const seen: EventEnvelope[] = []
+let recorder: EventRecorder
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
 const adminEmail = uniqueEmail('admin')
 
@@ -28,19 +27,15 @@ beforeAll(async () => {
   app = await buildApp(database.url, env, ring)
   // A second replica on the same database and keys: revocations written by one hold at the other.
   replica = await buildApp(database.url, env, ring)
-  bus = new EventBus({ url: nats.url, name: 'test' })
-  follower = new EventFollower({
-    bus,
+  recorder = startEventRecorder({
+    url: nats.url,
     stream: STREAMS.users,
     types: ['users.user.tokens_revoked', 'users.user.deleted'],
-    replayMs: 3_600_000,
-    onEvent: (event) => seen.push(event),
-  }).start()
+  })
 })
 
 afterAll(async () => {
-  await follower?.stop()
-  await bus?.close()
+  await recorder?.close()
   await replica?.close()
   await app?.close()
 })
@@ -49,11 +44,12 @@ afterAll(async () => {
 async function eventFor(userId: number, type: EventEnvelope['type']): Promise<EventEnvelope> {
   const deadline = Date.now() + 15_000
   for (;;) {
-    const found = seen.find(
+    const found = recorder.seen.find(
       (event) => event.type === type && (event.data as { user_id: number }).user_id === userId,
     )
     if (found) return found
-    if (Date.now() > deadline) throw new Error(`no ${type} for user ${userId}; saw ${seen.length} events`)
+    if (Date.now() > deadline)
+      throw new Error(`no ${type} for user ${userId}; saw ${recorder.seen.length} events`)
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
 }
@@ -148,7 +144,7 @@ describe('user events and token revocation', () => {
     expect((await eventFor(user.id, 'users.user.tokens_revoked')).data).toMatchObject({
       reason: 'role_changed',
     })
-    const events = seen.filter(
+    const events = recorder.seen.filter(
       (event) =>
         event.type === 'users.user.tokens_revoked' && (event.data as { user_id: number }).user_id === user.id,
     )
