@@ -3,7 +3,7 @@ import { type EventRecorder, startEventRecorder } from '@task-manager/events/tes
 import type { App } from '@task-manager/service-kit'
 import { useNatsServer, useTestDatabase } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { buildApp, login, newKeyRing, PASSWORD, query, register, uniqueEmail } from './helpers.js'
+import { buildApp, login, newKeyRing, PASSWORD, putRole, query, register, uniqueEmail } from './helpers.js'
 
 // The user-service against a real nats-server: a password change, a role change, a logout and a
 // deletion each set the user's valid_after (this service refuses older tokens at once, whichever replica
@@ -125,20 +125,10 @@ describe('user events and token revocation', () => {
   test('a role change revokes the user’s tokens (they carry the old role); setting the same role does not', async () => {
     const admin = await login(app, adminEmail, PASSWORD)
     const user = await register(app)
-    const same = await app.inject({
-      method: 'PUT',
-      url: `/users/${user.id}/role`,
-      headers: { authorization: `Bearer ${admin}` },
-      payload: { role: 'user' },
-    })
+    const same = await putRole(app, user.id, 'user', { authorization: `Bearer ${admin}` })
     expect(same.statusCode).toBe(200)
     expect((await me(app, user.token)).statusCode).toBe(200)
-    const promoted = await app.inject({
-      method: 'PUT',
-      url: `/users/${user.id}/role`,
-      headers: { authorization: `Bearer ${admin}` },
-      payload: { role: 'admin' },
-    })
+    const promoted = await putRole(app, user.id, 'admin', { authorization: `Bearer ${admin}` })
     expect(promoted.statusCode).toBe(200)
     expect((await me(replica, user.token)).statusCode).toBe(401)
     expect((await eventFor(user.id, 'users.user.tokens_revoked')).data).toMatchObject({

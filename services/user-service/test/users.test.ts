@@ -9,6 +9,7 @@ import {
   login,
   newKeyRing,
   PASSWORD,
+  putRole,
   query,
   register,
   signWith,
@@ -334,50 +335,19 @@ describe('roles', () => {
   test('only an admin changes roles; a promoted user’s next token says admin', async () => {
     const user = await register(app)
     const other = await register(app)
-    expectProblem(
-      await app.inject({
-        method: 'PUT',
-        url: `/users/${other.id}/role`,
-        headers: user.auth,
-        payload: { role: 'admin' },
-      }),
-      403,
-    )
-    const promoted = await app.inject({
-      method: 'PUT',
-      url: `/users/${user.id}/role`,
-      headers: admin.auth,
-      payload: { role: 'admin' },
-    })
+    expectProblem(await putRole(app, other.id, 'admin', user.auth), 403)
+    const promoted = await putRole(app, user.id, 'admin', admin.auth)
     expect(promoted.json()).toMatchObject({ id: user.id, role: 'admin' })
     const token = await login(app, user.email, PASSWORD)
     expect(JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()).role).toBe('admin')
-    expectProblem(
-      await app.inject({
-        method: 'PUT',
-        url: `/users/${user.id}/role`,
-        headers: admin.auth,
-        payload: { role: 'root' },
-      }),
-      422,
-    )
+    expectProblem(await putRole(app, user.id, 'root', admin.auth), 422)
   })
 
   test('a demoted admin loses admin rights at once: the token that says admin is revoked, a new one is a user’s', async () => {
     const user = await register(app)
-    await app.inject({
-      method: 'PUT',
-      url: `/users/${user.id}/role`,
-      headers: admin.auth,
-      payload: { role: 'admin' },
-    })
+    await putRole(app, user.id, 'admin', admin.auth)
     const adminToken = { authorization: `Bearer ${await login(app, user.email, PASSWORD)}` }
-    await app.inject({
-      method: 'PUT',
-      url: `/users/${user.id}/role`,
-      headers: admin.auth,
-      payload: { role: 'user' },
-    })
+    await putRole(app, user.id, 'user', admin.auth)
     const victim = await register(app)
     expectProblem(
       await app.inject({ method: 'DELETE', url: `/users/${victim.id}`, headers: adminToken }),
@@ -388,15 +358,7 @@ describe('roles', () => {
   })
 
   test('an admin cannot demote themself', async () => {
-    expectProblem(
-      await app.inject({
-        method: 'PUT',
-        url: `/users/${admin.id}/role`,
-        headers: admin.auth,
-        payload: { role: 'user' },
-      }),
-      409,
-    )
+    expectProblem(await putRole(app, admin.id, 'user', admin.auth), 409)
   })
 })
 
