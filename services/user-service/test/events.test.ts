@@ -3,7 +3,17 @@ import { type EventRecorder, startEventRecorder } from '@task-manager/events/tes
 import type { App } from '@task-manager/service-kit'
 import { useNatsServer, useTestDatabase } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { buildApp, login, newKeyRing, PASSWORD, putRole, query, register, uniqueEmail } from './helpers.js'
+import {
+  buildApp,
+  login,
+  newKeyRing,
+  PASSWORD,
+  patchMe,
+  putRole,
+  query,
+  register,
+  uniqueEmail,
+} from './helpers.js'
 
 // The user-service against a real nats-server: a password change, a role change, a logout and a
 // deletion each set the user's valid_after (this service refuses older tokens at once, whichever replica
@@ -98,20 +108,13 @@ describe('user events and token revocation', () => {
 
   test('a password change revokes the older tokens; a name change does not', async () => {
     const user = await register(app)
-    const renamed = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { name: 'Renamed' },
-    })
+    const renamed = await patchMe(app, user, { name: 'Renamed' })
     expect(renamed.statusCode).toBe(200)
     expect((await me(replica, user.token)).statusCode).toBe(200)
 
-    const changed = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { password: 'a brand new passphrase', current_password: PASSWORD },
+    const changed = await patchMe(app, user, {
+      password: 'a brand new passphrase',
+      current_password: PASSWORD,
     })
     expect(changed.statusCode).toBe(200)
     expect((await me(replica, user.token)).statusCode).toBe(401)
@@ -153,11 +156,9 @@ describe('user events and token revocation', () => {
 
   test('a refused change (wrong current password) writes no event and keeps the token; the outbox drains', async () => {
     const user = await register(app)
-    const refused = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { password: 'a brand new passphrase', current_password: 'not the password at all' },
+    const refused = await patchMe(app, user, {
+      password: 'a brand new passphrase',
+      current_password: 'not the password at all',
     })
     expect(refused.statusCode).toBe(403)
     expect((await me(replica, user.token)).statusCode).toBe(200)

@@ -70,6 +70,14 @@ export async function login(app: App, email: string, password: string): Promise<
   return response.json().access_token
 }
 
+/** PATCH /users/me as `user`. */
+export const patchMe = (
+  app: App,
+  user: TestUser,
+  payload: Record<string, unknown>,
+): Promise<LightMyRequestResponse> =>
+  app.inject({ method: 'PATCH', url: '/users/me', headers: user.auth, payload })
+
 /** PUT /users/{id}/role with these headers (none: no token). */
 export const putRole = (
   app: App,

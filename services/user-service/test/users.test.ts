@@ -9,6 +9,7 @@ import {
   login,
   newKeyRing,
   PASSWORD,
+  patchMe,
   putRole,
   query,
   register,
@@ -144,12 +145,7 @@ describe('key rotation', () => {
 describe('PATCH /users/me', () => {
   test('changes the name', async () => {
     const user = await register(app)
-    const response = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { name: 'New Name' },
-    })
+    const response = await patchMe(app, user, { name: 'New Name' })
     expect(response.statusCode).toBe(200)
     expect(response.json()).toMatchObject({ id: user.id, name: 'New Name', role: 'user' })
   })
@@ -157,20 +153,10 @@ describe('PATCH /users/me', () => {
   test('mass assignment: role, id and created_at are ignored; alone they change nothing (200, as it is)', async () => {
     const user = await register(app)
     const before = (await app.inject({ url: '/users/me', headers: user.auth })).json()
-    const alone = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { role: 'admin', id: 1, created_at: '2000-01-01T00:00:00Z' },
-    })
+    const alone = await patchMe(app, user, { role: 'admin', id: 1, created_at: '2000-01-01T00:00:00Z' })
     expect(alone.statusCode).toBe(200)
     expect(alone.json()).toEqual(before)
-    const mixed = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { name: 'X', role: 'admin' },
-    })
+    const mixed = await patchMe(app, user, { name: 'X', role: 'admin' })
     expect(mixed.statusCode).toBe(200)
     expect(mixed.json()).toMatchObject({ id: user.id, role: 'user' })
     const fresh = await login(app, user.email, PASSWORD)
@@ -181,30 +167,9 @@ describe('PATCH /users/me', () => {
   test('changing the password needs the current one; afterwards only the new one logs in', async () => {
     const user = await register(app)
     const next = 'an entirely new passphrase'
-    expectProblem(
-      await app.inject({
-        method: 'PATCH',
-        url: '/users/me',
-        headers: user.auth,
-        payload: { password: next },
-      }),
-      422,
-    )
-    expectProblem(
-      await app.inject({
-        method: 'PATCH',
-        url: '/users/me',
-        headers: user.auth,
-        payload: { password: next, current_password: 'wrong password!' },
-      }),
-      403,
-    )
-    const changed = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { password: next, current_password: PASSWORD },
-    })
+    expectProblem(await patchMe(app, user, { password: next }), 422)
+    expectProblem(await patchMe(app, user, { password: next, current_password: 'wrong password!' }), 403)
+    const changed = await patchMe(app, user, { password: next, current_password: PASSWORD })
     expect(changed.statusCode).toBe(200)
     expect(changed.body).not.toContain(next)
     await expect(login(app, user.email, PASSWORD)).rejects.toThrow(/401/)
@@ -214,31 +179,13 @@ describe('PATCH /users/me', () => {
   test('changing the email needs the current password and stays unique', async () => {
     const user = await register(app)
     const other = await register(app)
+    expectProblem(await patchMe(app, user, { email: uniqueEmail() }), 422)
     expectProblem(
-      await app.inject({
-        method: 'PATCH',
-        url: '/users/me',
-        headers: user.auth,
-        payload: { email: uniqueEmail() },
-      }),
-      422,
-    )
-    expectProblem(
-      await app.inject({
-        method: 'PATCH',
-        url: '/users/me',
-        headers: user.auth,
-        payload: { email: other.email.toUpperCase(), current_password: PASSWORD },
-      }),
+      await patchMe(app, user, { email: other.email.toUpperCase(), current_password: PASSWORD }),
       409,
     )
     const email = uniqueEmail('moved')
-    const moved = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { email, current_password: PASSWORD },
-    })
+    const moved = await patchMe(app, user, { email, current_password: PASSWORD })
     expect(moved.json().email).toBe(email)
     expect(await login(app, email, PASSWORD)).toEqual(expect.any(String))
   })
@@ -251,7 +198,7 @@ describe('PATCH /users/me', () => {
       { email: 'nope' },
       { password: 'short', current_password: PASSWORD },
     ]) {
-      expectProblem(await app.inject({ method: 'PATCH', url: '/users/me', headers: user.auth, payload }), 422)
+      expectProblem(await patchMe(app, user, payload), 422)
     }
   })
 })
