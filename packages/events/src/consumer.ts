@@ -44,8 +44,26 @@ export interface EventConsumerOptions {
 const metrics: WeakMap<Registry, ReturnType<typeof createMetrics>> = new WeakMap()
 const unregistered = () => createMetrics([])
 
+const OUTCOMES = ['applied', 'duplicate', 'failed', 'dead_lettered'] as const
+
 function createMetrics(registers: Registry[]) {
+  /** The started consumers of this registry, read at each scrape. */
+  const running = new Set<EventConsumer>()
   return {
+    running,
+    connected: new Gauge({
+      name: 'events_consumer_connected',
+      help: '1 while this replica receives from its durable consumer (NATS connected, consumer set up), 0 while it waits or retries',
+      labelNames: ['consumer'] as const,
+      registers,
+      collect() {
+        this.reset()
+        const receiving = new Map<string, boolean>()
+        for (const consumer of running)
+          receiving.set(consumer.durable, (receiving.get(consumer.durable) ?? true) && consumer.receiving)
+        for (const [consumer, yes] of receiving) this.set({ consumer }, yes ? 1 : 0)
+      },
+    }),
     consumed: new Counter({
       name: 'events_consumed_total',
       help: 'Events a consumer handled, by outcome (applied, duplicate, failed, dead_lettered)',
@@ -101,10 +119,26 @@ export class EventConsumer extends Subscription {
     this.backoffMs = options.backoffMs ?? [500, 2_000, 10_000, 30_000]
     this.isTransient = options.isTransient ?? isDatabaseUnavailable
     this.metrics = metricsFor(options.registry)
+    // Every outcome from the start, so the first dead-lettered event is an increase Prometheus can see.
+    for (const outcome of OUTCOMES) this.metrics.consumed.inc({ consumer: options.durable, outcome }, 0)
   }
 
   get subjects(): string[] {
     return Object.keys(this.options.handlers)
+  }
+
+  get durable(): string {
+    return this.options.durable
+  }
+
+  override start(): this {
+    this.metrics.running.add(this)
+    return super.start()
+  }
+
+  override async stop(): Promise<void> {
+    this.metrics.running.delete(this)
+    await super.stop()
   }
 
   private async setUp(): Promise<void> {

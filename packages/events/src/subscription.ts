@@ -21,6 +21,11 @@ export abstract class Subscription {
     this.log = source.log ?? silentLogger
   }
 
+  /** Attached with NATS connected: messages reach it (false while it waits, retries, or after stop()). */
+  get receiving(): boolean {
+    return !this.stopped && this.messages !== null && this.source.bus.connected
+  }
+
   start(): this {
     this.loop ??= this.run()
     return this
