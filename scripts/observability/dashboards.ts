@@ -303,12 +303,13 @@ function eventPanels(sel: string, service: Service): Panel[] {
     panels.push({
       title: 'Consumers',
       description:
-        'Events waiting per consumer, the time from commit to effect of the last one, and events handled.',
+        'Events waiting per consumer, the time from commit to effect of the last one, events handled, and the pods attached to the consumer with NATS connected (0 = nobody receives).',
       type: 'timeseries',
       unit: 'short',
       targets: [
         ...consumerBacklog(sel),
         t(`sum by (consumer) (${rate(`events_consumed_total{${sel}}`)})`, 'handled/s {{consumer}}'),
+        t(`sum by (consumer) (events_consumer_connected{${sel}})`, 'connected {{consumer}}'),
       ],
     })
     panels.push({
