@@ -11,8 +11,8 @@ for tool in taskset wrk nginx; do
 done
 if [ "$(nproc)" -lt 2 ]; then echo "gateway bench: needs 2 CPUs (server and load generator pinned apart)" >&2; exit 1; fi
 
-echo "[bench] building service-kit, auth and gateway" >&2
-for pkg in packages/service-kit packages/auth services/gateway; do
+echo "[bench] building service-kit, auth, events and gateway" >&2
+for pkg in packages/service-kit packages/auth packages/events services/gateway; do
   (cd "$pkg" && ../../node_modules/.bin/tsc -p tsconfig.build.json)
 done
 

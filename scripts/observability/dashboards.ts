@@ -54,7 +54,7 @@ export const SERVICES: Service[] = [
     title: 'User service',
     database: true,
     upstreams: false,
-    outbox: false,
+    outbox: true,
     consumer: false,
   },
   {
@@ -266,18 +266,36 @@ function gatewayPanels(sel: string): Panel[] {
   ]
 }
 
+/** An outbox's backlog: events not yet published and the age of the oldest; `by` '' for one service. */
+function outboxBacklog(sel: string, by: string, legend: string): Target[] {
+  const max = by ? `max by (${by})` : 'max'
+  return [
+    t(`${max} (events_outbox_pending{${sel}})`, `pending${legend}`),
+    t(`${max} (events_outbox_oldest_pending_seconds{${sel}})`, `oldest (s)${legend}`),
+  ]
+}
+
+/** A consumer's backlog: events not yet delivered and the commit-to-effect time of the last one. */
+function consumerBacklog(sel: string): Target[] {
+  return [
+    t(`max by (consumer) (events_consumer_pending{${sel}})`, 'pending {{consumer}}'),
+    t(`max by (consumer) (events_consumer_lag_seconds{${sel}})`, 'lag (s) {{consumer}}'),
+  ]
+}
+
 function eventPanels(sel: string, service: Service): Panel[] {
   const panels: Panel[] = []
   if (service.outbox) {
     panels.push({
       title: 'Outbox',
-      description: 'Events committed but not yet published to NATS, and the age of the oldest.',
+      description:
+        'Events committed but not yet published to NATS, the age of the oldest, events published, and the pods whose relay publishes (1 when healthy, 0 = nobody publishes).',
       type: 'timeseries',
       unit: 'short',
       targets: [
-        t(`max (events_outbox_pending{${sel}})`, 'pending'),
-        t(`max (events_outbox_oldest_pending_seconds{${sel}})`, 'oldest (s)'),
+        ...outboxBacklog(sel, '', ''),
         t(`sum (${rate(`events_outbox_published_total{${sel}}`)})`, 'published/s'),
+        t(`sum (events_relay_leader{${sel}})`, 'relay leaders'),
       ],
     })
   }
@@ -285,13 +303,26 @@ function eventPanels(sel: string, service: Service): Panel[] {
     panels.push({
       title: 'Consumers',
       description:
-        'Events waiting per consumer, the time from commit to effect of the last one, and events handled.',
+        'Events waiting per consumer, the time from commit to effect of the last one, events handled, and the pods attached to the consumer with NATS connected (0 = nobody receives).',
       type: 'timeseries',
       unit: 'short',
       targets: [
-        t(`max by (consumer) (events_consumer_pending{${sel}})`, 'pending {{consumer}}'),
-        t(`max by (consumer) (events_consumer_lag_seconds{${sel}})`, 'lag (s) {{consumer}}'),
+        ...consumerBacklog(sel),
         t(`sum by (consumer) (${rate(`events_consumed_total{${sel}}`)})`, 'handled/s {{consumer}}'),
+        t(`sum by (consumer) (events_consumer_connected{${sel}})`, 'connected {{consumer}}'),
+      ],
+    })
+    panels.push({
+      title: 'Failed and dead-lettered events',
+      description:
+        'Handler failures (each redelivered with backoff) and events given up on: copied to deadletter.<consumer>.<subject> after EVENTS_MAX_DELIVER deliveries, or at once when unreadable.',
+      type: 'timeseries',
+      unit: 'short',
+      targets: [
+        t(
+          `sum by (consumer, outcome) (${rate(`events_consumed_total{${sel}, outcome=~"failed|dead_lettered"}`)})`,
+          '{{outcome}}/s {{consumer}}',
+        ),
       ],
     })
   }
@@ -398,7 +429,7 @@ export function overview() {
   return dashboard(
     'task-manager-overview',
     'Task Manager / Overview',
-    'The system at a glance: the API through the gateway, every service’s rate, errors and latency, and saturation.',
+    'The system at a glance: the API through the gateway, every service’s rate, errors and latency, and saturation (the event path included).',
     [
       {
         title: 'API through the gateway (the SLOs)',
@@ -479,6 +510,22 @@ export function overview() {
                 '{{service}} → {{upstream}}',
               ),
             ],
+          },
+          {
+            title: 'Event outboxes',
+            description:
+              'Per producing service: events committed but not yet published to NATS, and the age of the oldest (near 0 when healthy).',
+            type: 'timeseries',
+            unit: 'short',
+            targets: outboxBacklog(all, 'service', ' {{service}}'),
+          },
+          {
+            title: 'Event consumers',
+            description:
+              'Per consumer: events in its stream not yet delivered, and the time from commit to effect of the last one.',
+            type: 'timeseries',
+            unit: 'short',
+            targets: consumerBacklog(all),
           },
         ],
       },

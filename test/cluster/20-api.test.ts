@@ -1,4 +1,5 @@
 import { describe, expect, inject, test } from 'vitest'
+import { allHealthy, gatewayRoot, originalTask as original } from '../lib/contract.ts'
 import { kubectl, pods, selectorOf } from './lib/cluster.ts'
 import { type Api, client, signUp } from './lib/http.ts'
 import { MAIN, OPEN } from './lib/releases.ts'
@@ -150,17 +151,6 @@ describe.each(paths)('user journey (auth required) through the %s', (what, hostK
   })
 })
 
-const original = {
-  title: 'Write the release notes',
-  description: 'For version 1.0',
-  status: 'in_progress',
-  priority: 'high',
-  user_id: 7,
-  project_id: 3,
-  due_date: '2026-12-01T17:00:00Z',
-  tags: ['docs', 'release'],
-}
-
 describe.each(paths)('the original contract (auth disabled) through the %s', (what, hostKey) => {
   const api = client(target.entryUrl, OPEN[hostKey])
 
@@ -168,16 +158,8 @@ describe.each(paths)('the original contract (auth disabled) through the %s', (wh
     await reachable(api, what)
     const root = await api('GET', '/')
     expect(root.status).toBe(200)
-    expect(root.body).toMatchObject({
-      service: expect.any(String),
-      version: expect.any(String),
-      architecture: expect.any(String),
-      services: { tasks: expect.any(String), users: expect.any(String), projects: expect.any(String) },
-    })
-    expect((await api('GET', '/health')).body).toEqual({
-      gateway: 'healthy',
-      services: { 'task-service': 'healthy', 'user-service': 'healthy', 'project-service': 'healthy' },
-    })
+    expect(root.body).toMatchObject(gatewayRoot)
+    expect((await api('GET', '/health')).body).toEqual(allHealthy)
 
     const created = await api('POST', '/tasks', {
       body: { ...original, title: '<b>Write</b> the release notes' },

@@ -1,5 +1,6 @@
 import { request as httpRequest } from 'node:http'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { allHealthy, gatewayRoot, originalTask as original } from '../lib/contract.ts'
 import { startSystem, type TestSystem } from './helpers.ts'
 
 // `pnpm start --auth disabled`: a client of the original sample, unchanged, against the gateway.
@@ -14,17 +15,6 @@ afterAll(async () => {
   await system?.destroy()
 })
 
-const original = {
-  title: 'Write the release notes',
-  description: 'For version 1.0',
-  status: 'in_progress',
-  priority: 'high',
-  user_id: 7,
-  project_id: 3,
-  due_date: '2026-12-01T17:00:00Z',
-  tags: ['docs', 'release'],
-}
-
 function expectProblem(answer: { status: number; headers: Headers; body: any }, status: number) {
   expect(answer.status).toBe(status)
   expect(answer.headers.get('content-type')).toContain('application/problem+json')
@@ -35,18 +25,10 @@ describe('the original contract with AUTH_MODE=disabled', () => {
   test('gateway GET / and GET /health keep their shapes', async () => {
     const root = await system.api('GET', '/')
     expect(root.status).toBe(200)
-    expect(root.body).toMatchObject({
-      service: expect.any(String),
-      version: expect.any(String),
-      architecture: expect.any(String),
-      services: { tasks: expect.any(String), users: expect.any(String), projects: expect.any(String) },
-    })
+    expect(root.body).toMatchObject(gatewayRoot)
     const health = await system.api('GET', '/health')
     expect(health.status).toBe(200)
-    expect(health.body).toEqual({
-      gateway: 'healthy',
-      services: { 'task-service': 'healthy', 'user-service': 'healthy', 'project-service': 'healthy' },
-    })
+    expect(health.body).toEqual(allHealthy)
   })
 
   test('every task endpoint with its status codes and body shapes', async () => {

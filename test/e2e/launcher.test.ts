@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
 import { connectionError } from '../../packages/local-postgres/src/index.ts'
 import { launch, ROOT, StartError } from '../../scripts/start/system.ts'
+import { allHealthy } from '../lib/contract.ts'
 import { freePort, waitFor } from './helpers.ts'
 
 // `pnpm start` itself: the command-line launcher as a real process, and how the launcher fails.
@@ -85,24 +86,34 @@ function startCli(args: string[]): { child: ChildProcess; output: () => string }
   return { child, output: () => output }
 }
 
+/** A data directory of its own and free ports for all it starts: the launcher's arguments and what they name. */
+async function ownPlaces() {
+  const dataDir = await tempDir()
+  const base = await freeBasePort()
+  const postgresPort = await freePort()
+  const natsPort = await freeNatsPort()
+  const args = [
+    '--data-dir',
+    dataDir,
+    '--base-port',
+    String(base),
+    '--postgres-port',
+    String(postgresPort),
+    '--nats-port',
+    String(natsPort),
+  ]
+  return { dataDir, base, postgresPort, natsPort, args }
+}
+
+const readyBanner = (cli: { output: () => string }) =>
+  waitFor('the ready banner', async () => cli.output().includes('Task Manager is running'), 90_000)
+
 describe('pnpm start', () => {
   test('starts everything with progress and a ready banner, isolates the databases, stops in order on SIGINT', async () => {
-    const dataDir = await tempDir()
-    const base = await freeBasePort()
-    const postgresPort = await freePort()
-    const natsPort = await freeNatsPort()
-    const cli = startCli([
-      '--data-dir',
-      dataDir,
-      '--base-port',
-      String(base),
-      '--postgres-port',
-      String(postgresPort),
-      '--nats-port',
-      String(natsPort),
-    ])
+    const { dataDir, base, postgresPort, natsPort, args } = await ownPlaces()
+    const cli = startCli(args)
     try {
-      await waitFor('the ready banner', async () => cli.output().includes('Task Manager is running'), 90_000)
+      await readyBanner(cli)
       const output = cli.output()
       for (const step of [
         'PostgreSQL: ready',
@@ -129,10 +140,7 @@ describe('pnpm start', () => {
       expect(output).toMatch(/^gateway\s+│ \d\d:\d\d:\d\d\.\d{3} INFO /m)
 
       const health = await fetch(`http://127.0.0.1:${base + 3}/health`)
-      expect(await health.json()).toEqual({
-        gateway: 'healthy',
-        services: { 'task-service': 'healthy', 'user-service': 'healthy', 'project-service': 'healthy' },
-      })
+      expect(await health.json()).toEqual(allHealthy)
 
       // A second launcher on the same data directory refuses instead of taking the database over.
       const second = startCli(['--data-dir', dataDir, '--base-port', String(await freeBasePort())])
@@ -172,22 +180,9 @@ describe('pnpm start', () => {
   }, 120_000)
 
   test('killed with SIGKILL, its services stop on their own; the next start takes over the database it left', async () => {
-    const dataDir = await tempDir()
-    const base = await freeBasePort()
-    const postgresPort = await freePort()
-    const natsPort = await freeNatsPort()
-    const args = [
-      '--data-dir',
-      dataDir,
-      '--base-port',
-      String(base),
-      '--postgres-port',
-      String(postgresPort),
-      '--nats-port',
-      String(natsPort),
-    ]
+    const { base, postgresPort, natsPort, args } = await ownPlaces()
     const first = startCli(args)
-    await waitFor('the ready banner', async () => first.output().includes('Task Manager is running'), 90_000)
+    await readyBanner(first)
     const exited = once(first.child, 'exit')
     first.child.kill('SIGKILL')
     await exited
@@ -204,11 +199,7 @@ describe('pnpm start', () => {
 
     const second = startCli(args)
     try {
-      await waitFor(
-        'the ready banner',
-        async () => second.output().includes('Task Manager is running'),
-        90_000,
-      )
+      await readyBanner(second)
       expect(second.output()).toContain('stopping a PostgreSQL server left running on this data directory')
       expect(second.output()).toContain('stopping a nats-server left running on this data directory')
     } finally {

@@ -3,10 +3,11 @@ import { headers as natsHeaders } from '@nats-io/transport-node'
 import { isDatabaseUnavailable } from '@task-manager/service-kit'
 import type { Kysely, Transaction } from 'kysely'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import { type EventBus, type Logger, nanos, silentLogger } from './bus.js'
+import { type EventBus, type Logger, nanos } from './bus.js'
 import type { EventType } from './catalog.js'
 import { STREAMS } from './catalog.js'
 import { type EventEnvelope, InvalidEvent, parseEvent } from './envelope.js'
+import { Subscription } from './subscription.js'
 import type { InboxDatabase } from './tables.js'
 import { tracedProcess } from './tracing.js'
 
@@ -43,8 +44,26 @@ export interface EventConsumerOptions {
 const metrics: WeakMap<Registry, ReturnType<typeof createMetrics>> = new WeakMap()
 const unregistered = () => createMetrics([])
 
+const OUTCOMES = ['applied', 'duplicate', 'failed', 'dead_lettered'] as const
+
 function createMetrics(registers: Registry[]) {
+  /** The started consumers of this registry, read at each scrape. */
+  const running = new Set<EventConsumer>()
   return {
+    running,
+    connected: new Gauge({
+      name: 'events_consumer_connected',
+      help: '1 while this replica receives from its durable consumer (NATS connected, consumer set up), 0 while it waits or retries',
+      labelNames: ['consumer'] as const,
+      registers,
+      collect() {
+        this.reset()
+        const receiving = new Map<string, boolean>()
+        for (const consumer of running)
+          receiving.set(consumer.durable, (receiving.get(consumer.durable) ?? true) && consumer.receiving)
+        for (const [consumer, yes] of receiving) this.set({ consumer }, yes ? 1 : 0)
+      },
+    }),
     consumed: new Counter({
       name: 'events_consumed_total',
       help: 'Events a consumer handled, by outcome (applied, duplicate, failed, dead_lettered)',
@@ -87,42 +106,39 @@ function metricsFor(registry: Registry | undefined) {
  *   `maxDeliver` deliveries the event is copied to `deadletter.<consumer>.<subject>` and terminated, so
  *   a poison event never blocks the events behind it for longer than its backoff.
  */
-export class EventConsumer {
-  private readonly log: Logger
+export class EventConsumer extends Subscription {
   private readonly maxDeliver: number
   private readonly backoffMs: number[]
   private readonly isTransient: (error: unknown) => boolean
-  private messages: ConsumerMessages | null = null
-  private stopped = false
-  private wakeOnStop: () => void = () => {}
-  private readonly stopSignal = new Promise<void>((resolve) => {
-    this.wakeOnStop = resolve
-  })
-  private loop: Promise<void> | null = null
   private readonly metrics: ReturnType<typeof createMetrics>
+  private announced = false
 
   constructor(private readonly options: EventConsumerOptions) {
-    this.log = options.log ?? silentLogger
+    super(options)
     this.maxDeliver = options.maxDeliver ?? 6
     this.backoffMs = options.backoffMs ?? [500, 2_000, 10_000, 30_000]
     this.isTransient = options.isTransient ?? isDatabaseUnavailable
     this.metrics = metricsFor(options.registry)
+    // Every outcome from the start, so the first dead-lettered event is an increase Prometheus can see.
+    for (const outcome of OUTCOMES) this.metrics.consumed.inc({ consumer: options.durable, outcome }, 0)
   }
 
   get subjects(): string[] {
     return Object.keys(this.options.handlers)
   }
 
-  start(): this {
-    this.loop ??= this.run()
-    return this
+  get durable(): string {
+    return this.options.durable
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true
-    this.wakeOnStop()
-    await this.messages?.close().catch(() => {})
-    await this.loop
+  override start(): this {
+    this.metrics.running.add(this)
+    return super.start()
+  }
+
+  override async stop(): Promise<void> {
+    this.metrics.running.delete(this)
+    await super.stop()
   }
 
   private async setUp(): Promise<void> {
@@ -151,35 +167,25 @@ export class EventConsumer {
     }
   }
 
-  private async run(): Promise<void> {
-    // Not past stop(): a broker that never answers must not hold a shutdown.
-    await Promise.race([this.options.bus.ready.catch(() => {}), this.stopSignal])
-    let announced = false
-    while (!this.stopped) {
-      try {
-        await this.setUp()
-        const consumer = await this.options.bus
-          .jetstream()
-          .consumers.get(this.options.stream.name, this.options.durable)
-        this.messages = await consumer.consume({ max_messages: 1 })
-        if (!announced) {
-          this.log.info({ consumer: this.options.durable, subjects: this.subjects }, 'event consumer started')
-          announced = true
-        }
-        for await (const message of this.messages) {
-          await this.handle(message)
-          if (this.stopped) break
-        }
-      } catch (error) {
-        if (this.stopped) break
-        this.log.warn(
-          { consumer: this.options.durable, reason: (error as Error).message },
-          'event consumer: retrying',
-        )
-      }
-      this.messages = null
-      if (!this.stopped) await new Promise((resolve) => setTimeout(resolve, 1_000))
+  protected async attach(): Promise<ConsumerMessages> {
+    await this.setUp()
+    const consumer = await this.options.bus
+      .jetstream()
+      .consumers.get(this.options.stream.name, this.options.durable)
+    const messages = await consumer.consume({ max_messages: 1 })
+    if (!this.announced) {
+      this.log.info({ consumer: this.options.durable, subjects: this.subjects }, 'event consumer started')
+      this.announced = true
     }
+    return messages
+  }
+
+  protected receive(message: JsMsg): Promise<void> {
+    return this.handle(message)
+  }
+
+  protected retrying(error: Error): void {
+    this.log.warn({ consumer: this.options.durable, reason: error.message }, 'event consumer: retrying')
   }
 
   private async handle(message: JsMsg): Promise<void> {

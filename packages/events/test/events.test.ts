@@ -2,6 +2,7 @@ import { jetstreamManager } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
 import { spawnEntry, useNatsServer, useTestDatabase } from '@task-manager/testing'
 import { sql } from 'kysely'
+import { Registry } from 'prom-client'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import {
   EventBus,
@@ -287,6 +288,30 @@ describe('event consumer', () => {
     // The inbox holds no trace of the failed event: its transaction rolled back each time.
     const inbox = await handle.db.selectFrom('event_inbox').select('event_id').execute()
     expect(inbox).toHaveLength(2)
+  })
+
+  it('says on /metrics whether it receives (0 while NATS is down) and counts every outcome from 0', async () => {
+    const registry = new Registry()
+    const sample = async (series: string) => {
+      const line = (await registry.metrics()).split('\n').find((l) => l.startsWith(`${series} `))
+      return line === undefined ? undefined : Number(line.slice(series.length + 1))
+    }
+    const connected = 'events_consumer_connected{consumer="effects"}'
+    const created = consumer({ registry })
+    // Before any event: each outcome already at 0, so the first dead-lettered one is an increase.
+    for (const outcome of ['applied', 'duplicate', 'failed', 'dead_lettered'])
+      expect(await sample(`events_consumed_total{consumer="effects",outcome="${outcome}"}`)).toBe(0)
+    await until('receiving', async () => (await sample(connected)) === 1)
+    await nats.server.stop()
+    await until('not receiving while NATS is down', async () => (await sample(connected)) === 0)
+    await nats.server.restart()
+    await until('receiving again', async () => (await sample(connected)) === 1, 30_000)
+    relay()
+    await write([5])
+    await until('applied', async () => (await effectsPerEvent()).size === 1)
+    expect(await sample('events_consumed_total{consumer="effects",outcome="applied"}')).toBe(1)
+    await created.stop()
+    expect(await sample(connected)).toBeUndefined()
   })
 
   it('a consumer process killed mid-batch: its replacement finishes, no effect applied twice', async () => {

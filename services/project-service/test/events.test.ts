@@ -1,4 +1,5 @@
-import { EventBus, type EventEnvelope, EventFollower, newEvent, STREAMS } from '@task-manager/events'
+import { type EventEnvelope, newEvent, STREAMS } from '@task-manager/events'
+import { type EventRecorder, startEventRecorder } from '@task-manager/events/testing'
 import type { App } from '@task-manager/service-kit'
 import { useNatsServer, useTestDatabase } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -11,9 +12,7 @@ const database = useTestDatabase('projects_events')
 const nats = useNatsServer()
 let app: App
 let users: UserServiceStub
-let bus: EventBus
-let follower: EventFollower
-const seen: EventEnvelope[] = []
+let recorder: EventRecorder
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
 
 beforeAll(async () => {
@@ -24,9 +23,8 @@ beforeAll(async () => {
     NATS_URL: nats.url,
     EVENTS_RELAY_POLL_MS: '50',
   })
-  bus = new EventBus({ url: nats.url, name: 'test' })
-  follower = new EventFollower({
-    bus,
+  recorder = startEventRecorder({
+    url: nats.url,
     stream: STREAMS.projects,
     types: [
       'projects.member.added',
@@ -34,22 +32,20 @@ beforeAll(async () => {
       'projects.member.removed',
       'projects.project.deleted',
     ],
-    replayMs: 3_600_000,
-    onEvent: (event) => seen.push(event),
-  }).start()
+  })
 })
 
 afterAll(async () => {
-  await follower?.stop()
-  await bus?.close()
+  await recorder?.close()
   await app?.close()
   await users?.close()
 })
 
 async function next(count: number): Promise<EventEnvelope[]> {
   const deadline = Date.now() + 15_000
-  while (seen.length < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
-  return seen.slice(0, count)
+  while (recorder.seen.length < count && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  return recorder.seen.slice(0, count)
 }
 
 const summary = (event: EventEnvelope) => `${event.type} ${JSON.stringify(event.data)}`
@@ -110,7 +106,7 @@ describe('project events', () => {
   })
 
   it('a failed change writes no event (same transaction)', async () => {
-    const before = seen.length
+    const before = recorder.seen.length
     const project = await app.inject({
       method: 'POST',
       url: '/projects',
@@ -121,11 +117,11 @@ describe('project events', () => {
     expect(refused.statusCode).toBe(409)
     await next(before + 1)
     await new Promise((resolve) => setTimeout(resolve, 300))
-    expect(seen.slice(before).map((event) => event.type)).toEqual(['projects.member.added'])
+    expect(recorder.seen.slice(before).map((event) => event.type)).toEqual(['projects.member.added'])
   })
 
   it('a deleted user leaves every project: a sole owner’s project passes to the senior member, an empty one is deleted', async () => {
-    const start = seen.length
+    const start = recorder.seen.length
     const create = async (name: string) =>
       (await app.inject({ method: 'POST', url: '/projects', payload: { name, owner_id: 3 } })).json()
         .id as number
@@ -139,9 +135,9 @@ describe('project events', () => {
     await add(coOwned, 4, 'owner')
     // The six events of the set-up first (three projects created, three members added).
     await next(start + 6)
-    const before = seen.length
+    const before = recorder.seen.length
     expect(before).toBe(start + 6)
-    await bus.publish(
+    await recorder.bus.publish(
       newEvent(
         'users.user.deleted',
         { user_id: 3, valid_after: 1 },

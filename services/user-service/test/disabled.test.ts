@@ -1,7 +1,7 @@
 import type { App } from '@task-manager/service-kit'
 import { useTestDatabase } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { buildApp, PASSWORD, register, uniqueEmail } from './helpers.js'
+import { buildApp, PASSWORD, putRole, register, uniqueEmail } from './helpers.js'
 
 // AUTH_MODE=disabled: the original open API for demos and compatibility tests.
 const database = useTestDatabase('users')
@@ -56,11 +56,7 @@ describe('AUTH_MODE=disabled', () => {
 
   test('roles still need an admin: 401 without a token', async () => {
     const user = await register(app)
-    const response = await app.inject({
-      method: 'PUT',
-      url: `/users/${user.id}/role`,
-      payload: { role: 'admin' },
-    })
+    const response = await putRole(app, user.id, 'admin')
     expect(response.statusCode).toBe(401)
   })
 

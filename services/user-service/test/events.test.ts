@@ -1,8 +1,19 @@
-import { EventBus, type EventEnvelope, EventFollower, STREAMS } from '@task-manager/events'
+import { type EventEnvelope, STREAMS } from '@task-manager/events'
+import { type EventRecorder, startEventRecorder } from '@task-manager/events/testing'
 import type { App } from '@task-manager/service-kit'
 import { useNatsServer, useTestDatabase } from '@task-manager/testing'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
-import { buildApp, login, newKeyRing, PASSWORD, query, register, uniqueEmail } from './helpers.js'
+import {
+  buildApp,
+  login,
+  newKeyRing,
+  PASSWORD,
+  patchMe,
+  putRole,
+  query,
+  register,
+  uniqueEmail,
+} from './helpers.js'
 
 // The user-service against a real nats-server: a password change, a role change, a logout and a
 // deletion each set the user's valid_after (this service refuses older tokens at once, whichever replica
@@ -11,9 +22,7 @@ const database = useTestDatabase('users_events')
 const nats = useNatsServer()
 let app: App
 let replica: App
-let bus: EventBus
-let follower: EventFollower
-const seen: EventEnvelope[] = []
+let recorder: EventRecorder
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
 const adminEmail = uniqueEmail('admin')
 
@@ -28,19 +37,15 @@ beforeAll(async () => {
   app = await buildApp(database.url, env, ring)
   // A second replica on the same database and keys: revocations written by one hold at the other.
   replica = await buildApp(database.url, env, ring)
-  bus = new EventBus({ url: nats.url, name: 'test' })
-  follower = new EventFollower({
-    bus,
+  recorder = startEventRecorder({
+    url: nats.url,
     stream: STREAMS.users,
     types: ['users.user.tokens_revoked', 'users.user.deleted'],
-    replayMs: 3_600_000,
-    onEvent: (event) => seen.push(event),
-  }).start()
+  })
 })
 
 afterAll(async () => {
-  await follower?.stop()
-  await bus?.close()
+  await recorder?.close()
   await replica?.close()
   await app?.close()
 })
@@ -49,11 +54,12 @@ afterAll(async () => {
 async function eventFor(userId: number, type: EventEnvelope['type']): Promise<EventEnvelope> {
   const deadline = Date.now() + 15_000
   for (;;) {
-    const found = seen.find(
+    const found = recorder.seen.find(
       (event) => event.type === type && (event.data as { user_id: number }).user_id === userId,
     )
     if (found) return found
-    if (Date.now() > deadline) throw new Error(`no ${type} for user ${userId}; saw ${seen.length} events`)
+    if (Date.now() > deadline)
+      throw new Error(`no ${type} for user ${userId}; saw ${recorder.seen.length} events`)
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
 }
@@ -102,20 +108,13 @@ describe('user events and token revocation', () => {
 
   test('a password change revokes the older tokens; a name change does not', async () => {
     const user = await register(app)
-    const renamed = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { name: 'Renamed' },
-    })
+    const renamed = await patchMe(app, user, { name: 'Renamed' })
     expect(renamed.statusCode).toBe(200)
     expect((await me(replica, user.token)).statusCode).toBe(200)
 
-    const changed = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { password: 'a brand new passphrase', current_password: PASSWORD },
+    const changed = await patchMe(app, user, {
+      password: 'a brand new passphrase',
+      current_password: PASSWORD,
     })
     expect(changed.statusCode).toBe(200)
     expect((await me(replica, user.token)).statusCode).toBe(401)
@@ -129,26 +128,16 @@ describe('user events and token revocation', () => {
   test('a role change revokes the user’s tokens (they carry the old role); setting the same role does not', async () => {
     const admin = await login(app, adminEmail, PASSWORD)
     const user = await register(app)
-    const same = await app.inject({
-      method: 'PUT',
-      url: `/users/${user.id}/role`,
-      headers: { authorization: `Bearer ${admin}` },
-      payload: { role: 'user' },
-    })
+    const same = await putRole(app, user.id, 'user', { authorization: `Bearer ${admin}` })
     expect(same.statusCode).toBe(200)
     expect((await me(app, user.token)).statusCode).toBe(200)
-    const promoted = await app.inject({
-      method: 'PUT',
-      url: `/users/${user.id}/role`,
-      headers: { authorization: `Bearer ${admin}` },
-      payload: { role: 'admin' },
-    })
+    const promoted = await putRole(app, user.id, 'admin', { authorization: `Bearer ${admin}` })
     expect(promoted.statusCode).toBe(200)
     expect((await me(replica, user.token)).statusCode).toBe(401)
     expect((await eventFor(user.id, 'users.user.tokens_revoked')).data).toMatchObject({
       reason: 'role_changed',
     })
-    const events = seen.filter(
+    const events = recorder.seen.filter(
       (event) =>
         event.type === 'users.user.tokens_revoked' && (event.data as { user_id: number }).user_id === user.id,
     )
@@ -167,11 +156,9 @@ describe('user events and token revocation', () => {
 
   test('a refused change (wrong current password) writes no event and keeps the token; the outbox drains', async () => {
     const user = await register(app)
-    const refused = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { password: 'a brand new passphrase', current_password: 'not the password at all' },
+    const refused = await patchMe(app, user, {
+      password: 'a brand new passphrase',
+      current_password: 'not the password at all',
     })
     expect(refused.statusCode).toBe(403)
     expect((await me(replica, user.token)).statusCode).toBe(200)

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import { type App, createServer } from '@task-manager/service-kit'
 import { type ServiceProcess, startServiceProcess as startProcess } from '@task-manager/testing'
+import type { LightMyRequestResponse } from 'fastify'
 import { type CryptoKey, exportSPKI, importJWK, SignJWT } from 'jose'
 import pg from 'pg'
 import userApp, { identity } from '../src/app.js'
@@ -68,6 +69,23 @@ export async function login(app: App, email: string, password: string): Promise<
   if (response.statusCode !== 200) throw new Error(`login failed: ${response.statusCode} ${response.body}`)
   return response.json().access_token
 }
+
+/** PATCH /users/me as `user`. */
+export const patchMe = (
+  app: App,
+  user: TestUser,
+  payload: Record<string, unknown>,
+): Promise<LightMyRequestResponse> =>
+  app.inject({ method: 'PATCH', url: '/users/me', headers: user.auth, payload })
+
+/** PUT /users/{id}/role with these headers (none: no token). */
+export const putRole = (
+  app: App,
+  userId: number,
+  role: string,
+  headers: Record<string, string> = {},
+): Promise<LightMyRequestResponse> =>
+  app.inject({ method: 'PUT', url: `/users/${userId}/role`, headers, payload: { role } })
 
 export interface ForgeClaims {
   sub: string

@@ -9,6 +9,8 @@ import {
   login,
   newKeyRing,
   PASSWORD,
+  patchMe,
+  putRole,
   query,
   register,
   signWith,
@@ -143,12 +145,7 @@ describe('key rotation', () => {
 describe('PATCH /users/me', () => {
   test('changes the name', async () => {
     const user = await register(app)
-    const response = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { name: 'New Name' },
-    })
+    const response = await patchMe(app, user, { name: 'New Name' })
     expect(response.statusCode).toBe(200)
     expect(response.json()).toMatchObject({ id: user.id, name: 'New Name', role: 'user' })
   })
@@ -156,20 +153,10 @@ describe('PATCH /users/me', () => {
   test('mass assignment: role, id and created_at are ignored; alone they change nothing (200, as it is)', async () => {
     const user = await register(app)
     const before = (await app.inject({ url: '/users/me', headers: user.auth })).json()
-    const alone = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { role: 'admin', id: 1, created_at: '2000-01-01T00:00:00Z' },
-    })
+    const alone = await patchMe(app, user, { role: 'admin', id: 1, created_at: '2000-01-01T00:00:00Z' })
     expect(alone.statusCode).toBe(200)
     expect(alone.json()).toEqual(before)
-    const mixed = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { name: 'X', role: 'admin' },
-    })
+    const mixed = await patchMe(app, user, { name: 'X', role: 'admin' })
     expect(mixed.statusCode).toBe(200)
     expect(mixed.json()).toMatchObject({ id: user.id, role: 'user' })
     const fresh = await login(app, user.email, PASSWORD)
@@ -180,30 +167,9 @@ describe('PATCH /users/me', () => {
   test('changing the password needs the current one; afterwards only the new one logs in', async () => {
     const user = await register(app)
     const next = 'an entirely new passphrase'
-    expectProblem(
-      await app.inject({
-        method: 'PATCH',
-        url: '/users/me',
-        headers: user.auth,
-        payload: { password: next },
-      }),
-      422,
-    )
-    expectProblem(
-      await app.inject({
-        method: 'PATCH',
-        url: '/users/me',
-        headers: user.auth,
-        payload: { password: next, current_password: 'wrong password!' },
-      }),
-      403,
-    )
-    const changed = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { password: next, current_password: PASSWORD },
-    })
+    expectProblem(await patchMe(app, user, { password: next }), 422)
+    expectProblem(await patchMe(app, user, { password: next, current_password: 'wrong password!' }), 403)
+    const changed = await patchMe(app, user, { password: next, current_password: PASSWORD })
     expect(changed.statusCode).toBe(200)
     expect(changed.body).not.toContain(next)
     await expect(login(app, user.email, PASSWORD)).rejects.toThrow(/401/)
@@ -213,31 +179,13 @@ describe('PATCH /users/me', () => {
   test('changing the email needs the current password and stays unique', async () => {
     const user = await register(app)
     const other = await register(app)
+    expectProblem(await patchMe(app, user, { email: uniqueEmail() }), 422)
     expectProblem(
-      await app.inject({
-        method: 'PATCH',
-        url: '/users/me',
-        headers: user.auth,
-        payload: { email: uniqueEmail() },
-      }),
-      422,
-    )
-    expectProblem(
-      await app.inject({
-        method: 'PATCH',
-        url: '/users/me',
-        headers: user.auth,
-        payload: { email: other.email.toUpperCase(), current_password: PASSWORD },
-      }),
+      await patchMe(app, user, { email: other.email.toUpperCase(), current_password: PASSWORD }),
       409,
     )
     const email = uniqueEmail('moved')
-    const moved = await app.inject({
-      method: 'PATCH',
-      url: '/users/me',
-      headers: user.auth,
-      payload: { email, current_password: PASSWORD },
-    })
+    const moved = await patchMe(app, user, { email, current_password: PASSWORD })
     expect(moved.json().email).toBe(email)
     expect(await login(app, email, PASSWORD)).toEqual(expect.any(String))
   })
@@ -250,7 +198,7 @@ describe('PATCH /users/me', () => {
       { email: 'nope' },
       { password: 'short', current_password: PASSWORD },
     ]) {
-      expectProblem(await app.inject({ method: 'PATCH', url: '/users/me', headers: user.auth, payload }), 422)
+      expectProblem(await patchMe(app, user, payload), 422)
     }
   })
 })
@@ -334,50 +282,19 @@ describe('roles', () => {
   test('only an admin changes roles; a promoted user’s next token says admin', async () => {
     const user = await register(app)
     const other = await register(app)
-    expectProblem(
-      await app.inject({
-        method: 'PUT',
-        url: `/users/${other.id}/role`,
-        headers: user.auth,
-        payload: { role: 'admin' },
-      }),
-      403,
-    )
-    const promoted = await app.inject({
-      method: 'PUT',
-      url: `/users/${user.id}/role`,
-      headers: admin.auth,
-      payload: { role: 'admin' },
-    })
+    expectProblem(await putRole(app, other.id, 'admin', user.auth), 403)
+    const promoted = await putRole(app, user.id, 'admin', admin.auth)
     expect(promoted.json()).toMatchObject({ id: user.id, role: 'admin' })
     const token = await login(app, user.email, PASSWORD)
     expect(JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()).role).toBe('admin')
-    expectProblem(
-      await app.inject({
-        method: 'PUT',
-        url: `/users/${user.id}/role`,
-        headers: admin.auth,
-        payload: { role: 'root' },
-      }),
-      422,
-    )
+    expectProblem(await putRole(app, user.id, 'root', admin.auth), 422)
   })
 
   test('a demoted admin loses admin rights at once: the token that says admin is revoked, a new one is a user’s', async () => {
     const user = await register(app)
-    await app.inject({
-      method: 'PUT',
-      url: `/users/${user.id}/role`,
-      headers: admin.auth,
-      payload: { role: 'admin' },
-    })
+    await putRole(app, user.id, 'admin', admin.auth)
     const adminToken = { authorization: `Bearer ${await login(app, user.email, PASSWORD)}` }
-    await app.inject({
-      method: 'PUT',
-      url: `/users/${user.id}/role`,
-      headers: admin.auth,
-      payload: { role: 'user' },
-    })
+    await putRole(app, user.id, 'user', admin.auth)
     const victim = await register(app)
     expectProblem(
       await app.inject({ method: 'DELETE', url: `/users/${victim.id}`, headers: adminToken }),
@@ -388,15 +305,7 @@ describe('roles', () => {
   })
 
   test('an admin cannot demote themself', async () => {
-    expectProblem(
-      await app.inject({
-        method: 'PUT',
-        url: `/users/${admin.id}/role`,
-        headers: admin.auth,
-        payload: { role: 'user' },
-      }),
-      409,
-    )
+    expectProblem(await putRole(app, admin.id, 'user', admin.auth), 409)
   })
 })
 
