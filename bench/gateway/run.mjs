@@ -339,6 +339,8 @@ async function main() {
         PROJECT_SERVICE_URL: upstreamUrl,
         // One client makes every request here: a budget it cannot spend, so the limiter counts but never refuses.
         RATE_LIMIT_READS_PER_MINUTE: '1000000000',
+        // …and may have every connection of the load generator in flight (the bound still runs on each request).
+        MAX_IN_FLIGHT_PER_CLIENT: String(CONNECTIONS * 2),
       },
     })
     await waitForPort(18084)

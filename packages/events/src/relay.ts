@@ -6,6 +6,9 @@ import type { STREAMS } from './catalog.js'
 import type { EventEnvelope } from './envelope.js'
 import type { OutboxDatabase } from './tables.js'
 
+/** How stale the backlog gauges may be while rows keep coming (each drain of a partial batch skips the count). */
+const MEASURE_EVERY_MS = 1_000
+
 export interface OutboxRelayOptions {
   /** The service's database (the one its outbox table is in). */
   db: Kysely<any>
@@ -48,6 +51,7 @@ export class OutboxRelay {
   private wake: (() => void) | null = null
   private kicked = false
   private lastPurge = 0
+  private lastMeasure = 0
   private streamReady = false
   private readonly published: Counter
   private readonly pending: Gauge
@@ -110,6 +114,8 @@ export class OutboxRelay {
       try {
         if (!this.lockClient) await this.tryLead()
         if (this.lockClient && this.options.bus.connected) more = await this.drain()
+        // The broker is away: nothing is published, but the backlog it leaves is what operators watch.
+        else if (this.lockClient) await this.measure(this.options.db as Kysely<OutboxDatabase>, false)
       } catch (error) {
         this.log.warn({ reason: (error as Error).message }, 'outbox relay: publishing paused; retrying')
         if (this.lockClient && !(await this.lockAlive())) await this.releaseLock()
@@ -208,7 +214,12 @@ export class OutboxRelay {
       if (sent.length > 0)
         await db.updateTable('event_outbox').set({ sent_at: new Date() }).where('id', 'in', sent).execute()
     }
-    await this.measure(db)
+    if (rows.length < this.batchSize && Date.now() - this.lastMeasure < MEASURE_EVERY_MS) {
+      // This batch was the whole backlog when it was read, and it is sent: no count query on every commit's
+      // kick (rows committed since are counted at the next measurement, within MEASURE_EVERY_MS).
+      this.pending.set(0)
+      this.oldest.set(0)
+    } else await this.measure(db, true)
     if (Date.now() - this.lastPurge > 60_000) {
       this.lastPurge = Date.now()
       const before = new Date(Date.now() - (this.options.keepSentMs ?? 3_600_000))
@@ -217,7 +228,10 @@ export class OutboxRelay {
     return rows.length === this.batchSize
   }
 
-  private async measure(db: Kysely<OutboxDatabase>): Promise<void> {
+  /** Counts the backlog for the gauges; unless `force`, at most once per MEASURE_EVERY_MS. */
+  private async measure(db: Kysely<OutboxDatabase>, force: boolean): Promise<void> {
+    if (!force && Date.now() - this.lastMeasure < MEASURE_EVERY_MS) return
+    this.lastMeasure = Date.now()
     const { count, oldest } = await db
       .selectFrom('event_outbox')
       .select([(eb) => eb.fn.countAll<number>().as('count'), sql<Date | null>`min(created_at)`.as('oldest')])

@@ -162,7 +162,10 @@ describe('outbox relay', () => {
   })
 
   it('never fails or slows a write while the broker is down; the outbox drains when it is back, every event once', async () => {
-    relay()
+    const registry = new Registry()
+    const pendingGauge = async () =>
+      Number((await registry.metrics()).match(/^events_outbox_pending (\d+)$/m)?.[1] ?? Number.NaN)
+    relay({ registry })
     consumer()
     await write([1])
     await until('first event applied', async () => (await effectsPerEvent()).size === 1)
@@ -174,8 +177,11 @@ describe('outbox relay', () => {
     // 20 transactions on a busy machine: far below one publish timeout (5 s), which they never wait for.
     expect(elapsed).toBeLessThan(3_000)
     expect(await unsent()).toBe(20)
+    // What operators watch (the backlog alert): the relay counts the backlog while it cannot publish.
+    await until('the backlog on /metrics', async () => (await pendingGauge()) === 20)
     await nats.server.restart()
     await until('outbox drained', async () => (await unsent()) === 0, 30_000)
+    await until('the backlog gone from /metrics', async () => (await pendingGauge()) === 0)
     const effects = await until(
       'every event applied',
       async () => {
