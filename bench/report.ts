@@ -83,9 +83,9 @@ for (const run of latencyRuns) {
   if (run.effect_rows !== run.events) problems.push('events: latency: no measurement (effects missing)')
 }
 
-const f1 = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '–' : n.toFixed(1))
-const f2 = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '–' : n.toFixed(2))
-const r0 = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '–' : Math.round(n).toString())
+const f1 = (n: number | null | undefined) => (n == null || Number.isNaN(n) ? '–' : n.toFixed(1))
+const f2 = (n: number | null | undefined) => (n == null || Number.isNaN(n) ? '–' : n.toFixed(2))
+const r0 = (n: number | null | undefined) => (n == null || Number.isNaN(n) ? '–' : Math.round(n).toString())
 const both = (runs: Run[] | undefined, pick: (run: Run) => string) => (runs ?? []).map(pick).join(' / ')
 const mean = (runs: Run[] | undefined, pick: (run: Run) => number | undefined) => {
   const values = (runs ?? []).map(pick).filter((v): v is number => typeof v === 'number')

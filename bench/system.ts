@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 // Relative imports: scripts/ is not a workspace package, so it reaches the sources directly.
 import { createDatabase } from '@task-manager/service-kit'
-import { freePort, startEmbeddedPostgres } from '@task-manager/testing'
+import { freePort, startEmbeddedPostgres, startTestNats } from '@task-manager/testing'
 import { nginxProxy } from './nginx.js'
 import { childrenOf, cpuSeconds, has, postmasterPid } from './proc.js'
 
@@ -90,6 +90,12 @@ async function startService(
   nodeOptions: string,
   execArgv: string[] = [],
 ): Promise<Service> {
+  // A server still listening there (a phase not stopped) would answer for this one and be measured instead.
+  const taken = await fetch(`http://127.0.0.1:${port}/health/live`).then(
+    (response) => response.body?.cancel().then(() => true),
+    () => false,
+  )
+  if (taken) throw new Error(`${name}: port ${port} is still served by an earlier process`)
   const [command, args] = pin(SERVER_CPU, process.execPath, [...execArgv, join(root, entry)])
   const started = performance.now()
   const child = spawn(command, args, {
@@ -300,6 +306,10 @@ log('starting PostgreSQL (embedded)')
 const pgServer = await startEmbeddedPostgres()
 const postmaster = postmasterPid(pgServer.clusterDir)
 const postgresReadyMs = Math.round(performance.now() - benchStarted)
+// A real nats-server with JetStream, as the services run: the task-service decides access from its membership
+// read model (replicated through events), the gateway and the services follow token revocations.
+log('starting nats-server (JetStream)')
+const nats = await startTestNats()
 const admin = createDatabase({ connectionString: pgServer.adminUrl, max: 1, applicationName: 'pnpm-bench' })
 const dbUrl = (name: string) => {
   const url = new URL(pgServer.adminUrl)
@@ -359,6 +369,7 @@ async function startSystem(nodeOptions: string, launch: Launch = {}) {
     'services/user-service/dist/server.js',
     {
       DATABASE_URL: dbUrl('bench_users'),
+      NATS_URL: nats.url,
       ...jwt,
       // Cheaper password hashing than production (2^15): logins are set-up here, not the measured path.
       PASSWORD_SCRYPT_LOG_N: '12',
@@ -372,7 +383,14 @@ async function startSystem(nodeOptions: string, launch: Launch = {}) {
   const project = await startService(
     'project-service',
     'services/project-service/dist/server.js',
-    { DATABASE_URL: dbUrl('bench_projects'), ...jwt, JWKS_URL, USER_SERVICE_URL: user.url, ...extra },
+    {
+      DATABASE_URL: dbUrl('bench_projects'),
+      NATS_URL: nats.url,
+      ...jwt,
+      JWKS_URL,
+      USER_SERVICE_URL: user.url,
+      ...extra,
+    },
     PORTS.project,
     nodeOptions,
     argv,
@@ -387,6 +405,7 @@ async function startSystem(nodeOptions: string, launch: Launch = {}) {
     'services/task-service/dist/server.js',
     {
       DATABASE_URL: dbUrl('bench_tasks'),
+      NATS_URL: nats.url,
       ...jwt,
       JWKS_URL,
       PROJECT_SERVICE_URL: project.url,
@@ -403,6 +422,7 @@ async function startSystem(nodeOptions: string, launch: Launch = {}) {
     {
       ...jwt,
       JWKS_URL,
+      NATS_URL: nats.url,
       USER_SERVICE_URL: user.url,
       PROJECT_SERVICE_URL: project.url,
       TASK_SERVICE_URL: task.url,
@@ -543,7 +563,15 @@ async function populate(gw: string, label: string) {
   const first = await seedTasks(user.id, project.id, TASKS_PER_RANGE * ranges)
   const range = (i: number) => [String(first + i * TASKS_PER_RANGE), String(TASKS_PER_RANGE)]
   const readOne = `/tasks/${first}`
-  await call(`${gw}${readOne}`, { headers: auth, expect: 200 })
+  // The owner's membership reaches the task-service's read model through NATS (projects.member.added).
+  for (let attempt = 0; ; attempt++) {
+    const response = await fetch(`${gw}${readOne}`, { headers: auth })
+    await response.body?.cancel()
+    if (response.status === 200) break
+    if (attempt >= 300)
+      throw new Error(`GET ${readOne}: ${response.status} after 30 s (membership not replicated)`)
+    await sleep(100)
+  }
   const listPath = `/tasks?project_id=${project.id}&status=todo&sort=-created_at&limit=50`
   const listed = await call(`${gw}${listPath}`, { headers: auth, expect: 200 })
   if (!Array.isArray(listed) || listed.length !== 50) throw new Error('the filtered list is not a page of 50')
@@ -850,6 +878,8 @@ try {
   else {
     const second = await phase('tuned', NODE_OPTIONS_CANDIDATE, false)
     phases[NODE_OPTIONS_CANDIDATE] = second.out
+    const { user, project, task, gateway } = second.system
+    for (const service of [gateway, task, project, user]) await stop(service.child)
   }
   results.phases = phases
   if (tools.wrk) results.tracing = await tracingCost()
@@ -866,6 +896,7 @@ try {
   await tasksDb.close()
   await admin.close()
   await pgServer.stop()
+  await nats.remove()
   rmSync(scratch, { recursive: true, force: true })
 }
 
