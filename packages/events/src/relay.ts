@@ -21,6 +21,11 @@ export interface OutboxRelayOptions {
   service: string
   /** How often to look for rows when nothing kicked the relay. Default 250 ms. */
   pollMs?: number
+  /**
+   * A kick that came while a drain ran waits this long before the next drain, so commits arriving under
+   * load go out in one batch instead of one drain each. A kick while idle drains at once. Default 5 ms.
+   */
+  lingerMs?: number
   batchSize?: number
   /** Sent rows are deleted once older than this. Default 1 h. */
   keepSentMs?: number
@@ -31,10 +36,12 @@ export interface OutboxRelayOptions {
 }
 
 /**
- * Publishes the outbox to JetStream, in id order (so in commit order per aggregate: every change to an
- * aggregate holds its row lock while it writes its events), one event at a time, each with
- * `Nats-Msg-Id` = event id so a re-publish after a crash is dropped by the broker, and marks rows sent
- * after the broker acknowledged them.
+ * Publishes the outbox to JetStream in batches read in id order, and keeps commit order per aggregate
+ * (every change to an aggregate holds its row lock while it writes its events, so its outbox ids ascend in
+ * commit order): within a batch one publish is in flight per aggregate (publishBatch), and an aggregate
+ * whose publish failed publishes nothing more in that batch. Each event goes with `Nats-Msg-Id` = event id
+ * so a re-publish after a crash is dropped by the broker; the acknowledged rows are marked sent in one
+ * UPDATE. Kicks arriving during a drain are coalesced (lingerMs).
  *
  * One relay per service is active across replicas: the one holding a session-level PostgreSQL advisory
  * lock on its own connection. The others retry the lock every poll, so when the leader's process or
@@ -43,6 +50,7 @@ export interface OutboxRelayOptions {
 export class OutboxRelay {
   private readonly log: Logger
   private readonly pollMs: number
+  private readonly lingerMs: number
   private readonly batchSize: number
   private readonly lockKey: string
   private lockClient: pg.Client | null = null
@@ -61,6 +69,7 @@ export class OutboxRelay {
   constructor(private readonly options: OutboxRelayOptions) {
     this.log = options.log ?? silentLogger
     this.pollMs = options.pollMs ?? 250
+    this.lingerMs = options.lingerMs ?? 5
     this.batchSize = options.batchSize ?? 100
     this.lockKey = `task-manager outbox relay ${options.service}`
     const registers = options.registry ? [options.registry] : []
@@ -126,8 +135,9 @@ export class OutboxRelay {
 
   private sleep(): Promise<void> {
     if (this.kicked) {
+      // Kicked while the last drain ran: linger so the commits arriving meanwhile share the next batch.
       this.kicked = false
-      return Promise.resolve()
+      return new Promise((resolve) => setTimeout(resolve, this.lingerMs))
     }
     return new Promise((resolve) => {
       const timer = setTimeout(done, this.pollMs)
@@ -201,19 +211,9 @@ export class OutboxRelay {
       .orderBy('id')
       .limit(this.batchSize)
       .execute()
-    const sent: number[] = []
-    try {
-      for (const row of rows) {
-        const event = row.payload
-        await this.options.bus.publish(event)
-        this.published.inc()
-        await this.options.afterPublish?.(event)
-        sent.push(row.id)
-      }
-    } finally {
-      if (sent.length > 0)
-        await db.updateTable('event_outbox').set({ sent_at: new Date() }).where('id', 'in', sent).execute()
-    }
+    const { sent, failed } = await this.publishBatch(rows)
+    if (sent.length > 0)
+      await db.updateTable('event_outbox').set({ sent_at: new Date() }).where('id', 'in', sent).execute()
     if (rows.length < this.batchSize && Date.now() - this.lastMeasure < MEASURE_EVERY_MS) {
       // This batch was the whole backlog when it was read, and it is sent: no count query on every commit's
       // kick (rows committed since are counted at the next measurement, within MEASURE_EVERY_MS).
@@ -225,7 +225,50 @@ export class OutboxRelay {
       const before = new Date(Date.now() - (this.options.keepSentMs ?? 3_600_000))
       await db.deleteFrom('event_outbox').where('sent_at', '<', before).execute()
     }
-    return rows.length === this.batchSize
+    // After a failed publish the next attempt waits for a poll (or a kick), as when the broker is away.
+    return rows.length === this.batchSize && !failed
+  }
+
+  /**
+   * Publishes a batch with one publish in flight per aggregate: an aggregate's events go out one after
+   * another in id order (its later event waits for the broker's ack of its earlier one), different
+   * aggregates' concurrently. When an aggregate's publish fails, none of its later events in the batch is
+   * published (they stay unsent and go out, in order, with a later batch); the others carry on. Returns the
+   * ids of the rows whose publish was acknowledged; the first failure is logged.
+   */
+  private async publishBatch(
+    rows: { id: number; payload: EventEnvelope }[],
+  ): Promise<{ sent: number[]; failed: boolean }> {
+    const byAggregate = new Map<string, { id: number; payload: EventEnvelope }[]>()
+    for (const row of rows) {
+      const key = `${row.payload.aggregate_type}\u0000${row.payload.aggregate_id}`
+      const queue = byAggregate.get(key)
+      if (queue) queue.push(row)
+      else byAggregate.set(key, [row])
+    }
+    const sent: number[] = []
+    let failure: Error | null = null
+    await Promise.all(
+      [...byAggregate.values()].map(async (queue) => {
+        for (const row of queue) {
+          try {
+            await this.options.bus.publish(row.payload)
+            this.published.inc()
+            await this.options.afterPublish?.(row.payload)
+          } catch (error) {
+            failure ??= error as Error
+            return
+          }
+          sent.push(row.id)
+        }
+      }),
+    )
+    if (failure)
+      this.log.warn(
+        { reason: (failure as Error).message, sent: sent.length, of: rows.length },
+        'outbox relay: a publish failed; that aggregate waits for the next batch',
+      )
+    return { sent, failed: failure !== null }
   }
 
   /** Counts the backlog for the gauges; unless `force`, at most once per MEASURE_EVERY_MS. */

@@ -137,6 +137,8 @@ async function effectsPerEvent(): Promise<Map<string, number>> {
   return new Map(rows.map((row) => [row.event_id as string, Number(row.n)]))
 }
 
+const projectOf = (event: EventEnvelope) => (event.data as { project_id: number }).project_id
+
 describe('outbox relay', () => {
   it('publishes committed events in order, with the event id as Nats-Msg-Id and the traceparent as a header, and marks them sent', async () => {
     const events = await write([1, 2, 3, 4, 5])
@@ -195,7 +197,8 @@ describe('outbox relay', () => {
   })
 
   it('a relay killed between publishing and marking sent: the next one re-publishes, the broker drops the duplicates', async () => {
-    await write([1, 2, 3, 4])
+    // One aggregate's events: published one after another, so the kill comes between the 3rd and the 4th.
+    await write([1, 1, 1, 1])
     let published = 0
     const doomed = relay({
       afterPublish: async () => {
@@ -217,6 +220,54 @@ describe('outbox relay', () => {
       return map.size === 4 ? map : undefined
     })
     expect([...effects.values()]).toEqual([1, 1, 1, 1])
+  })
+
+  it('a publish failing mid-batch for one aggregate: its later events wait, unsent and unpublished, while other aggregates go out; after recovery the stream holds its events in order, each once', async () => {
+    // Project 1's second event fails to publish until `broken` is cleared; projects 2 and 3 are unaffected.
+    const events = await write([1, 2, 1, 3, 1, 2, 1])
+    const ofProject1 = events.filter((event) => projectOf(event) === 1)
+    const failing = ofProject1[1]?.id
+    let broken = true
+    let failures = 0
+    class FaultyBus extends EventBus {
+      override async publish(event: EventEnvelope, timeoutMs?: number): Promise<void> {
+        if (broken && event.id === failing) {
+          failures++
+          throw new Error('publish failed')
+        }
+        await super.publish(event, timeoutMs)
+      }
+    }
+    const faulty = new FaultyBus({ url: nats.url, name: 'relay' })
+    cleanups.push(() => faulty.close())
+    relay({ bus: faulty })
+    await until('the other aggregates sent', async () => (await unsent()) === 3)
+    await until('a retry failed too', async () => failures >= 2)
+    const unsentIds = await handle.db
+      .selectFrom('event_outbox')
+      .select('event_id')
+      .where('sent_at', 'is', null)
+      .orderBy('id')
+      .execute()
+    expect(unsentIds.map((row) => row.event_id)).toEqual(ofProject1.slice(1).map((event) => event.id))
+    // In the stream: every event but project 1's failed one and those after it.
+    expect(await streamMessages()).toBe(4)
+    broken = false
+    await until('outbox drained', async () => (await unsent()) === 0)
+    expect(await streamMessages()).toBe(7)
+    const nc = await connect({ servers: nats.url })
+    cleanups.push(() => nc.close())
+    const { jetstream } = await import('@nats-io/jetstream')
+    const ordered = await jetstream(nc).consumers.get('PROJECTS')
+    const received: EventEnvelope[] = []
+    for (let i = 0; i < 7; i++) {
+      const message = await ordered.next({ expires: 5_000 })
+      if (message) received.push(message.json() as EventEnvelope)
+    }
+    expect(received.filter((event) => projectOf(event) === 1).map((event) => event.id)).toEqual(
+      ofProject1.map((event) => event.id),
+    )
+    expect(new Set(received.map((event) => event.id))).toEqual(new Set(events.map((event) => event.id)))
   })
 
   it('of two replicas only one relays; when it stops the other takes over', async () => {
