@@ -23,7 +23,7 @@ export interface OutboxRelayOptions {
   pollMs?: number
   /**
    * A kick that came while a drain ran waits this long before the next drain, so commits arriving under
-   * load go out in one batch instead of one drain each. A kick while idle drains at once. Default 5 ms.
+   * load go out in one batch instead of one drain each. A kick while idle drains at once. Default 25 ms.
    */
   lingerMs?: number
   batchSize?: number
@@ -69,7 +69,7 @@ export class OutboxRelay {
   constructor(private readonly options: OutboxRelayOptions) {
     this.log = options.log ?? silentLogger
     this.pollMs = options.pollMs ?? 250
-    this.lingerMs = options.lingerMs ?? 5
+    this.lingerMs = options.lingerMs ?? 25
     this.batchSize = options.batchSize ?? 100
     this.lockKey = `task-manager outbox relay ${options.service}`
     const registers = options.registry ? [options.registry] : []
