@@ -147,7 +147,11 @@ describe('project events', () => {
     // shared: 4 becomes owner (editors before viewers), 3 removed with 4 as successor; alone: deleted;
     // coOwned: 3 removed, 4 (already an owner) is the successor.
     const events = (await next(before + 4)).slice(before)
-    expect(events.map(summary)).toEqual([
+    // The stream keeps commit order per project (the aggregate), not across projects: the relay publishes
+    // different projects' events concurrently. A stable sort by project keeps each project's own order.
+    const projectOf = (event: EventEnvelope) => (event.data as { project_id: number }).project_id
+    const perProject = [...events].sort((a, b) => projectOf(a) - projectOf(b))
+    expect(perProject.map(summary)).toEqual([
       `projects.member.role_changed {"project_id":${shared},"user_id":4,"role":"owner","previous_role":"editor"}`,
       `projects.member.removed {"project_id":${shared},"user_id":3,"reason":"user_deleted","successor_id":4}`,
       `projects.project.deleted {"project_id":${alone},"reason":"last_member_deleted"}`,
