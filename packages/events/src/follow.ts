@@ -1,9 +1,9 @@
 import { type ConsumerMessages, DeliverPolicy, type JsMsg } from '@nats-io/jetstream'
-import { Counter, Gauge, type Registry } from 'prom-client'
+import { Counter, type Registry } from 'prom-client'
 import type { EventBus, Logger } from './bus.js'
 import type { EventType, STREAMS } from './catalog.js'
 import { type EventEnvelope, parseEvent } from './envelope.js'
-import { Subscription } from './subscription.js'
+import { metricsPerRegistry, receivingGauge, Subscription } from './subscription.js'
 
 export interface EventFollowerOptions {
   bus: EventBus
@@ -18,8 +18,6 @@ export interface EventFollowerOptions {
   log?: Logger
 }
 
-const metrics: WeakMap<Registry, ReturnType<typeof createMetrics>> = new WeakMap()
-
 const OUTCOMES = ['applied', 'ignored'] as const
 
 function createMetrics(registers: Registry[]) {
@@ -27,18 +25,13 @@ function createMetrics(registers: Registry[]) {
   const running = new Set<EventFollower>()
   return {
     running,
-    connected: new Gauge({
+    connected: receivingGauge({
       name: 'events_follower_connected',
       help: '1 while this replica receives the events it follows (NATS connected, ordered consumer set up), 0 while it waits or retries',
-      labelNames: ['follower'] as const,
+      label: 'follower',
       registers,
-      collect() {
-        this.reset()
-        const receiving = new Map<string, boolean>()
-        for (const follower of running)
-          receiving.set(follower.name, (receiving.get(follower.name) ?? true) && follower.receiving)
-        for (const [follower, yes] of receiving) this.set({ follower }, yes ? 1 : 0)
-      },
+      running,
+      labelOf: (follower) => follower.name,
     }),
     followed: new Counter({
       name: 'events_followed_total',
@@ -49,15 +42,7 @@ function createMetrics(registers: Registry[]) {
   }
 }
 
-function metricsFor(registry: Registry | undefined) {
-  if (!registry) return createMetrics([])
-  let found = metrics.get(registry)
-  if (!found) {
-    found = createMetrics([registry])
-    metrics.set(registry, found)
-  }
-  return found
-}
+const metricsFor = metricsPerRegistry(createMetrics)
 
 /**
  * Every replica's own view of some events (an ordered, ephemeral consumer, not a shared durable one):
