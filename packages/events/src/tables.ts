@@ -1,4 +1,14 @@
-import { type ColumnType, type Generated, type Kysely, sql, type Transaction } from 'kysely'
+import {
+  type ColumnType,
+  type DeleteQueryBuilder,
+  type Generated,
+  type InsertQueryBuilder,
+  type Kysely,
+  type QueryCreator,
+  sql,
+  type Transaction,
+  type UpdateQueryBuilder,
+} from 'kysely'
 import type { EventType } from './catalog.js'
 import type { EventEnvelope } from './envelope.js'
 
@@ -72,15 +82,43 @@ export async function recordEvents(
   events: readonly EventEnvelope<EventType>[],
 ): Promise<void> {
   if (events.length === 0) return
-  await (trx as Kysely<OutboxDatabase>)
+  await (trx as Kysely<OutboxDatabase>).insertInto('event_outbox').values(outboxRows(events)).execute()
+}
+
+/** A data-modifying statement: what `recordEventsWith` runs together with the outbox insert. */
+export type ChangeQuery =
+  | InsertQueryBuilder<any, any, any>
+  | UpdateQueryBuilder<any, any, any, any>
+  | DeleteQueryBuilder<any, any, any>
+
+/**
+ * Runs `change` (an INSERT, UPDATE or DELETE without RETURNING) and writes `events` into the outbox in one
+ * statement, `WITH change AS (…) INSERT INTO event_outbox …`: one round trip to the database instead of
+ * two. PostgreSQL runs a data-modifying WITH to completion whether or not the outer statement reads it, and
+ * the statement succeeds or fails as a whole, inside the caller's transaction as before. Without events,
+ * only `change` runs.
+ */
+export async function recordEventsWith<DB>(
+  trx: Transaction<DB> | Kysely<DB>,
+  change: (db: QueryCreator<DB>) => ChangeQuery,
+  events: readonly EventEnvelope<EventType>[],
+): Promise<void> {
+  if (events.length === 0) {
+    await change(trx).execute()
+    return
+  }
+  await (trx as unknown as Kysely<OutboxDatabase>)
+    .with('change', (db) => change(db as unknown as QueryCreator<DB>))
     .insertInto('event_outbox')
-    .values(
-      events.map((event) => ({
-        event_id: event.id,
-        subject: event.type,
-        aggregate_id: event.aggregate_id,
-        payload: JSON.stringify(event),
-      })),
-    )
+    .values(outboxRows(events))
     .execute()
+}
+
+function outboxRows(events: readonly EventEnvelope<EventType>[]) {
+  return events.map((event) => ({
+    event_id: event.id,
+    subject: event.type,
+    aggregate_id: event.aggregate_id,
+    payload: JSON.stringify(event),
+  }))
 }
