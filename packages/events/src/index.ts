@@ -28,4 +28,6 @@ export {
   type OutboxTable,
   recordEvents,
   recordEventsWith,
+  restoreOutboxIndexes,
+  slimOutboxIndexes,
 } from './tables.js'

@@ -56,6 +56,29 @@ export async function createOutboxTable(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('event_outbox_sent_at_idx').on('event_outbox').column('sent_at').execute()
 }
 
+/**
+ * Migration step (frozen): the outbox keeps only the indexes its queries use. The unique index on
+ * `event_id` goes (nothing looks a row up by it; the id is a random UUID made with the event, and a
+ * re-published event is dropped by the broker's `Nats-Msg-Id` dedupe and by every consumer's inbox), and
+ * the b-tree on `sent_at` gives way to a BRIN on `created_at` for the relay's hourly purge: rows are
+ * appended in time order, so a BRIN of a few pages finds the old ones, and an insert into it costs next to
+ * nothing, where the b-tree took an entry on every insert and another on every UPDATE marking a row sent.
+ */
+export async function slimOutboxIndexes(db: Kysely<any>): Promise<void> {
+  await sql`alter table event_outbox drop constraint event_outbox_event_id_key`.execute(db)
+  await db.schema.dropIndex('event_outbox_sent_at_idx').execute()
+  await sql`create index event_outbox_created_at_brin on event_outbox using brin (created_at) with (autosummarize = on)`.execute(
+    db,
+  )
+}
+
+/** Migration step (frozen): undoes slimOutboxIndexes. */
+export async function restoreOutboxIndexes(db: Kysely<any>): Promise<void> {
+  await db.schema.dropIndex('event_outbox_created_at_brin').execute()
+  await db.schema.createIndex('event_outbox_sent_at_idx').on('event_outbox').column('sent_at').execute()
+  await sql`alter table event_outbox add constraint event_outbox_event_id_key unique (event_id)`.execute(db)
+}
+
 /** Migration step (frozen): the inbox table. */
 export async function createInboxTable(db: Kysely<any>): Promise<void> {
   await db.schema

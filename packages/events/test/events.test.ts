@@ -201,6 +201,29 @@ describe('outbox relay', () => {
     expect(received.every((r) => r.msgId === r.id && r.traceparent === TRACEPARENT)).toBe(true)
   })
 
+  it('deletes rows sent longer ago than keepSentMs, and keeps a row created long ago but sent just now', async () => {
+    const [old] = await write([1])
+    const first = relay({ keepSentMs: 200 })
+    await until('the first row sent', async () => (await unsent()) === 0)
+    await first.stop()
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    // Written an hour ago (the broker was away, say) and not sent yet.
+    const [late] = await write([2])
+    await sql`update event_outbox set created_at = now() - interval '1 hour' where sent_at is null`.execute(
+      handle.db,
+    )
+    // A new relay purges at its first drain, after publishing.
+    relay({ keepSentMs: 200 })
+    await until('the old row sent', async () => (await unsent()) === 0)
+    await until('the row sent long ago purged', async () => {
+      const ids = (await handle.db.selectFrom('event_outbox').select('event_id').execute()).map(
+        (row) => row.event_id,
+      )
+      return ids.length === 1 && ids[0] === late?.id
+    })
+    expect(old?.id).not.toBe(late?.id)
+  })
+
   it('never fails or slows a write while the broker is down; the outbox drains when it is back, every event once', async () => {
     const registry = new Registry()
     const pendingGauge = async () =>
