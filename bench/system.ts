@@ -380,7 +380,9 @@ interface Launch {
 async function startSystem(nodeOptions: string, launch: Launch = {}) {
   const started = performance.now()
   const extra = launch.env ?? {}
-  const argv = launch.execArgv ?? []
+  // BENCH_CPU_PROF_DIR: every service writes a V8 CPU profile there when it stops (node --cpu-prof).
+  const profile = process.env.BENCH_CPU_PROF_DIR
+  const argv = [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), ...(launch.execArgv ?? [])]
   const user = await startService(
     'user-service',
     'services/user-service/dist/server.js',
@@ -606,6 +608,15 @@ async function populate(gw: string, label: string) {
   }
   const listPath = `/tasks?project_id=${project.id}&status=todo&sort=-created_at&limit=50`
   const listed = await call(`${gw}${listPath}`, { headers: auth, expect: 200 })
+  if (process.env.BENCH_EXPLAIN) {
+    // The list's statement as the task-service sends it (pg_stat_statements is not loaded): its plan and buffers.
+    const { rows } = await tasksDb.pool.query(
+      `explain (analyze, buffers) select * from tasks where project_id in (select project_id from project_members where user_id = $1)
+       and project_id = $2 and status = $3 order by created_at desc, id desc limit $4`,
+      [user.id, project.id, 'todo', 51],
+    )
+    log(`EXPLAIN of the list:\n${rows.map((row) => row['QUERY PLAN']).join('\n')}`)
+  }
   if (!Array.isArray(listed) || listed.length !== 50) throw new Error('the filtered list is not a page of 50')
   const body = taskBody(user.id, project.id, 'created by pnpm bench')
   // Lua arguments: token, update range, read range, body, list path.
