@@ -16,6 +16,7 @@
 // Every loop is bounded in count or time. Prints one JSON document on stdout (progress on stderr).
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
+  type ChangeQuery,
   EventBus,
   EventConsumer,
   type EventData,
@@ -28,7 +29,7 @@ import {
 } from '@task-manager/events'
 import { createDatabase, migrateToLatest } from '@task-manager/service-kit'
 import { startEmbeddedPostgres, startTestNats } from '@task-manager/testing'
-import type { Kysely, Transaction } from 'kysely'
+import type { Kysely, QueryCreator, Transaction } from 'kysely'
 import { migrations as projectMigrations } from '../services/project-service/src/db/migrations/index.js'
 import type { ProjectDatabase } from '../services/project-service/src/db/schema.js'
 import { ProjectRepository } from '../services/project-service/src/projects/repository.js'
@@ -106,6 +107,12 @@ class NoOutbox extends Outbox {
     return { type, data } as EventEnvelope<T>
   }
   override async record(): Promise<void> {}
+  override recordWith<DB>(
+    trx: Transaction<DB> | Kysely<DB>,
+    change: (db: QueryCreator<DB>) => ChangeQuery,
+  ): Promise<void> {
+    return super.recordWith(trx, change, [])
+  }
   override committed(): void {}
 }
 

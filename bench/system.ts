@@ -1,9 +1,13 @@
 // The whole local system under load: start-up times, RSS idle and under load, database connections,
 // the gateway against a direct call and nginx, and the task API through the gateway with auth on.
-//   node --import tsx bench/system.ts [--smoke] [--only tracing]      (bench/run.sh runs it)
-// --only tracing (or BENCH_ONLY=tracing): only the tracing cost, its settings interleaved BENCH_TRACING_PASSES times
-// (default 6, runs of BENCH_TRACING_DURATION_S, default 5 s); BENCH_TRACING_SETTINGS=0,2 runs some of the settings;
-// BENCH_CPU_PROF_DIR=DIR also writes a V8 CPU profile of every service of every tracing setting there.
+//   node --import tsx bench/system.ts [--smoke]      (bench/run.sh runs it)
+//   BENCH_ONLY=list,mix node --import tsx bench/system.ts   only these task-API figures (get, list, create,
+//                                                         update, mix), one phase: no gateway overhead, no tuned
+//                                                         NODE_OPTIONS phase, no tracing cost, no pnpm start
+//   node --import tsx bench/system.ts --only tracing   (or BENCH_ONLY=tracing) only the tracing cost, its settings
+//     interleaved BENCH_TRACING_PASSES times (default 6, runs of BENCH_TRACING_DURATION_S, default 5 s);
+//     BENCH_TRACING_SETTINGS=0,2 runs some of its settings; with BENCH_CPU_PROF_DIR=DIR each setting's services
+//     write their V8 CPU profiles into DIR/setting<N>.
 // Starts its own embedded PostgreSQL and the four services from their dist/ builds, every server pinned to
 // CPU 0 and listening on 127.0.0.1; wrk runs pinned to CPU 1. Each figure is measured twice; every run is
 // bounded in time. Writes JSON on stdout; progress and anything skipped go to stderr, loudly.
@@ -20,10 +24,6 @@ import { nginxProxy } from './nginx.js'
 import { CLK_TCK, childrenOf, cpuSeconds, has, postmasterPid } from './proc.js'
 
 const smoke = process.argv.includes('--smoke')
-const onlyArg = process.argv.indexOf('--only')
-const ONLY = onlyArg === -1 ? (process.env.BENCH_ONLY ?? '') : (process.argv[onlyArg + 1] ?? '')
-if (ONLY !== '' && ONLY !== 'tracing')
-  throw new Error(`--only ${ONLY}: the only figure that runs alone is "tracing"`)
 // Six interleaved passes of 5 s runs: more alternations between the settings than two long runs.
 const TRACING_PASSES = Number(process.env.BENCH_TRACING_PASSES ?? 6)
 const TRACING_DURATION_S = Number(process.env.BENCH_TRACING_DURATION_S ?? (smoke ? 1 : 5))
@@ -43,6 +43,28 @@ const NODE_OPTIONS_CANDIDATE =
 // id: if ids came round, that id's If-Match would name a version the server never reached (412).
 const TASKS_PER_RANGE = smoke ? 5000 : 20_000
 const root = resolve(import.meta.dirname, '..')
+const API_FIGURES = ['get', 'list', 'create', 'update', 'mix'] as const
+type ApiFigure = (typeof API_FIGURES)[number]
+type Figure = ApiFigure | 'tracing'
+/**
+ * BENCH_ONLY (or --only): a comma-separated subset of the task-API figures, or `tracing` (the tracing cost alone);
+ * unset, every figure of the bench runs.
+ */
+const onlyArg = process.argv.indexOf('--only')
+const onlyList = onlyArg === -1 ? process.env.BENCH_ONLY : process.argv[onlyArg + 1]
+const only: Set<Figure> | null = onlyList
+  ? new Set(
+      onlyList.split(',').map((name) => {
+        const figure = name.trim() as Figure
+        if (figure !== 'tracing' && !API_FIGURES.includes(figure))
+          throw new Error(`BENCH_ONLY: unknown figure "${name}" (one of ${API_FIGURES.join(', ')}, tracing)`)
+        return figure
+      }),
+    )
+  : null
+/** Whether the phases with the task-API figures run at all. */
+const apiFigures = only === null || API_FIGURES.some((figure) => only.has(figure))
+const wanted = (figure: ApiFigure) => only === null || only.has(figure)
 const log = (line: string) => process.stderr.write(`[bench] ${line}\n`)
 const loud = (line: string) => process.stderr.write(`\n[bench] !!! ${line}\n\n`)
 
@@ -403,7 +425,9 @@ interface Launch {
 async function startSystem(nodeOptions: string, launch: Launch = {}) {
   const started = performance.now()
   const extra = launch.env ?? {}
-  const argv = launch.execArgv ?? []
+  // BENCH_CPU_PROF_DIR: every service writes a V8 CPU profile there when it stops (node --cpu-prof).
+  const profile = process.env.BENCH_CPU_PROF_DIR
+  const argv = [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), ...(launch.execArgv ?? [])]
   const ports = launch.ports ?? PORTS
   const JWKS_URL = `http://127.0.0.1:${ports.user}/.well-known/jwks.json`
   const user = await startService(
@@ -543,7 +567,8 @@ const runFigure = async (
   for (let round = 1; round <= roundCount; round++) {
     const cpuBefore = cpuOf ? cpuSeconds(cpuOf) : 0
     const servicesCpuBefore = Object.values(pids).reduce((sum, pid) => sum + cpuSeconds(pid), 0)
-    const perServiceBefore = Object.fromEntries(
+    const postgresCpuBefore = cpuSeconds(postmaster)
+    const perProcessBefore = Object.fromEntries(
       Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid)]),
     )
     const threadsBefore = threadCpu(Object.values(pids))
@@ -568,10 +593,15 @@ const runFigure = async (
           }
         : {}),
       services_cpu_us_per_request: +((servicesCpu * 1e6) / result.requests).toFixed(1),
-      cpu_us_per_request_by_service: Object.fromEntries(
+      // Every backend of the cluster (the bench's own connection sampler included, a few queries a second).
+      postgres_cpu_us_per_request: +(
+        ((cpuSeconds(postmaster) - postgresCpuBefore) * 1e6) /
+        result.requests
+      ).toFixed(1),
+      cpu_us_per_request_by_process: Object.fromEntries(
         Object.entries(pids).map(([name, pid]) => [
           name,
-          +(((cpuSeconds(pid) - (perServiceBefore[name] ?? 0)) * 1e6) / result.requests).toFixed(1),
+          +(((cpuSeconds(pid) - (perProcessBefore[name] ?? 0)) * 1e6) / result.requests).toFixed(1),
         ]),
       ),
       // The services' threads by name (the main thread is "node", V8's GC helpers "V8Worker", libuv's pool
@@ -586,7 +616,7 @@ const runFigure = async (
       peak_db_connections: connectionPeak,
     }
     log(
-      `${figure} #${round}: ${row.rps} req/s, p50 ${row.p50_ms} ms, p99 ${row.p99_ms} ms, non-2xx ${row.non_2xx}`,
+      `${figure} #${round}: ${row.rps} req/s, p50 ${row.p50_ms} ms, p99 ${row.p99_ms} ms, non-2xx ${row.non_2xx}, services CPU ${row.services_cpu_us_per_request} µs/request, PostgreSQL ${row.postgres_cpu_us_per_request} µs/request ${JSON.stringify(row.cpu_us_per_request_by_process)}`,
     )
     if (row.non_2xx > 0) {
       loud(`${figure}: ${row.non_2xx} responses were not 2xx: ${JSON.stringify(row.statuses ?? {})}`)
@@ -634,6 +664,15 @@ async function populate(gw: string, label: string, ranges = 7) {
   }
   const listPath = `/tasks?project_id=${project.id}&status=todo&sort=-created_at&limit=50`
   const listed = await call(`${gw}${listPath}`, { headers: auth, expect: 200 })
+  if (process.env.BENCH_EXPLAIN) {
+    // The list's statement as the task-service sends it (pg_stat_statements is not loaded): its plan and buffers.
+    const { rows } = await tasksDb.pool.query(
+      `explain (analyze, buffers) select * from tasks where project_id in (select project_id from project_members where user_id = $1)
+       and project_id = $2 and status = $3 order by created_at desc, id desc limit $4`,
+      [user.id, project.id, 'todo', 51],
+    )
+    log(`EXPLAIN of the list:\n${rows.map((row) => row['QUERY PLAN']).join('\n')}`)
+  }
   if (!Array.isArray(listed) || listed.length !== 50) throw new Error('the filtered list is not a page of 50')
   const body = taskBody(user.id, project.id, 'created by pnpm bench')
   // Lua arguments: token, update range, read range, body, list path.
@@ -675,7 +714,7 @@ async function phase(label: string, nodeOptions: string, full: boolean) {
   const figures: Record<string, unknown> = {}
   out.figures = figures
   const bearer = { Authorization: `Bearer ${token}` }
-  if (full) {
+  if (full && only === null) {
     // Gateway overhead: the same GET, directly, through the gateway, through nginx.
     const open = await startService(
       'task-service (AUTH_MODE=disabled)',
@@ -730,36 +769,43 @@ async function phase(label: string, nodeOptions: string, full: boolean) {
       await stop(nginx)
       rmSync(proxy.dir, { recursive: true, force: true })
     }
+  }
+  if (full) {
     // The task API through the gateway with authentication on.
-    figures['API: GET /tasks/{id}'] = await runFigure(
-      'API get',
-      () => wrkArgs(gw, DURATION_S, luaFile.get, lua(1)),
-      pids,
-    )
-    figures['API: list with filters (page of 50)'] = await runFigure(
-      'API list',
-      () => wrkArgs(gw, DURATION_S, luaFile.list, lua(1)),
-      pids,
-    )
-    figures['API: create'] = await runFigure(
-      'API create',
-      () => wrkArgs(gw, DURATION_S, luaFile.create, lua(1)),
-      pids,
-    )
+    if (wanted('get'))
+      figures['API: GET /tasks/{id}'] = await runFigure(
+        'API get',
+        () => wrkArgs(gw, DURATION_S, luaFile.get, lua(1)),
+        pids,
+      )
+    if (wanted('list'))
+      figures['API: list with filters (page of 50)'] = await runFigure(
+        'API list',
+        () => wrkArgs(gw, DURATION_S, luaFile.list, lua(1)),
+        pids,
+      )
+    if (wanted('create'))
+      figures['API: create'] = await runFigure(
+        'API create',
+        () => wrkArgs(gw, DURATION_S, luaFile.create, lua(1)),
+        pids,
+      )
     let updateRange = 1
-    figures['API: update with If-Match'] = await runFigure(
-      'API update',
-      // Warm-up and each round start on fresh tasks (version 1).
-      () => wrkArgs(gw, DURATION_S, luaFile.update, lua(updateRange++)),
-      pids,
-    )
+    if (wanted('update'))
+      figures['API: update with If-Match'] = await runFigure(
+        'API update',
+        // Warm-up and each round start on fresh tasks (version 1).
+        () => wrkArgs(gw, DURATION_S, luaFile.update, lua(updateRange++)),
+        pids,
+      )
   }
   let mixRange = 1 // warm-up, round 1, round 2: ranges 4, 5, 6
-  figures['API: mix (80% reads)'] = await runFigure(
-    'API mix',
-    () => wrkArgs(gw, DURATION_S, luaFile.mix, lua(3 + mixRange++)),
-    pids,
-  )
+  if (wanted('mix'))
+    figures['API: mix (80% reads)'] = await runFigure(
+      'API mix',
+      () => wrkArgs(gw, DURATION_S, luaFile.mix, lua(3 + mixRange++)),
+      pids,
+    )
   return { system, out }
 }
 
@@ -827,7 +873,8 @@ async function tracingCost() {
       const execArgv = [
         ...(launch.execArgv ?? []),
         // A CPU profile of each service (written when it exits), for finding where a setting's CPU goes.
-        ...(CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${join(CPU_PROF_DIR, `setting${index}`)}`] : []),
+        // (after startSystem's own --cpu-prof-dir, so this one is the one Node keeps)
+        ...(CPU_PROF_DIR ? [`--cpu-prof-dir=${join(CPU_PROF_DIR, `setting${index}`)}`] : []),
       ]
       const ports = {
         user: await freePort(),
@@ -989,15 +1036,13 @@ async function timePnpmStart() {
 try {
   const migrationsMs = await prepareDatabases()
   const phases: Record<string, unknown> = {}
-  if (ONLY === 'tracing') {
-    if (tools.wrk) results.tracing = await tracingCost()
-    else skip('tracing cost', 'wrk is missing (apt-get install wrk)')
-  } else {
+  if (apiFigures) {
     const first = await phase('default', '', true)
     phases.default = first.out
     const { user, project, task, gateway } = first.system
     for (const service of [gateway, task, project, user]) await stop(service.child)
-    if (smoke) log('smoke: skipping the second memory setting')
+    if (only !== null) log(`BENCH_ONLY=${[...only].join(',')}: the default phase's task-API figures only`)
+    else if (smoke) log('smoke: skipping the second memory setting')
     else {
       const second = await phase('tuned', NODE_OPTIONS_CANDIDATE, false)
       phases[NODE_OPTIONS_CANDIDATE] = second.out
@@ -1005,8 +1050,12 @@ try {
       for (const service of [gateway, task, project, user]) await stop(service.child)
     }
     results.phases = phases
+  }
+  if (only === null || only.has('tracing')) {
     if (tools.wrk) results.tracing = await tracingCost()
     else skip('tracing cost', 'wrk is missing (apt-get install wrk)')
+  }
+  if (only === null) {
     try {
       results.pnpm_start = await timePnpmStart()
     } catch (error) {
@@ -1055,6 +1104,7 @@ process.stdout.write(
         pinned: tools.taskset,
       },
       skipped,
+      ...(only === null ? {} : { only: [...only] }),
       ...results,
     },
     null,

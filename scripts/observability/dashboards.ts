@@ -37,10 +37,20 @@ export interface Service {
   outbox: boolean
   /** Consumes events. */
   consumer: boolean
+  /** Verifies tokens against a revocation list it follows from the USERS stream (every replica on its own). */
+  follower: boolean
 }
 
 export const SERVICES: Service[] = [
-  { name: 'gateway', title: 'Gateway', database: false, upstreams: false, outbox: false, consumer: false },
+  {
+    name: 'gateway',
+    title: 'Gateway',
+    database: false,
+    upstreams: false,
+    outbox: false,
+    consumer: false,
+    follower: true,
+  },
   {
     name: 'task-service',
     title: 'Task service',
@@ -48,6 +58,7 @@ export const SERVICES: Service[] = [
     upstreams: true,
     outbox: false,
     consumer: true,
+    follower: true,
   },
   {
     name: 'user-service',
@@ -56,6 +67,7 @@ export const SERVICES: Service[] = [
     upstreams: false,
     outbox: true,
     consumer: false,
+    follower: false,
   },
   {
     name: 'project-service',
@@ -64,6 +76,7 @@ export const SERVICES: Service[] = [
     upstreams: true,
     outbox: true,
     consumer: true,
+    follower: true,
   },
 ]
 
@@ -326,6 +339,25 @@ function eventPanels(sel: string, service: Service): Panel[] {
       ],
     })
   }
+  if (service.follower) {
+    panels.push({
+      title: 'Token revocations followed',
+      description:
+        'Per pod: 1 while it follows users.user.tokens_revoked and users.user.deleted (0 = it accepts tokens revoked since, until they expire), and the revocations it applied or ignored (not a valid event).',
+      type: 'timeseries',
+      unit: 'short',
+      targets: [
+        t(
+          `min by (pod) (events_follower_connected{${sel}, follower="token-revocations"})`,
+          'following {{pod}}',
+        ),
+        t(
+          `sum by (outcome) (${rate(`events_followed_total{${sel}, follower="token-revocations"}`)})`,
+          '{{outcome}}/s',
+        ),
+      ],
+    })
+  }
   return panels
 }
 
@@ -541,7 +573,8 @@ export function serviceDashboard(service: Service) {
   if (service.name === 'gateway') rows.push({ title: 'Proxy and protections', panels: gatewayPanels(sel) })
   if (service.upstreams) rows.push({ title: 'Calls to other services', panels: upstreamPanels(sel) })
   if (service.database) rows.push({ title: 'Database', panels: databasePanels(sel) })
-  if (service.outbox || service.consumer) rows.push({ title: 'Events', panels: eventPanels(sel, service) })
+  if (service.outbox || service.consumer || service.follower)
+    rows.push({ title: 'Events', panels: eventPanels(sel, service) })
   rows.push({ title: 'Runtime', panels: runtimePanels(sel, 'pod', '{{pod}}') })
   return dashboard(
     `task-manager-${service.name}`,

@@ -7,7 +7,7 @@ import { type EventBus, type Logger, nanos } from './bus.js'
 import type { EventType } from './catalog.js'
 import { STREAMS } from './catalog.js'
 import { type EventEnvelope, InvalidEvent, parseEvent } from './envelope.js'
-import { Subscription } from './subscription.js'
+import { metricsPerRegistry, receivingGauge, Subscription } from './subscription.js'
 import type { InboxDatabase } from './tables.js'
 import { tracedProcess } from './tracing.js'
 
@@ -41,9 +41,6 @@ export interface EventConsumerOptions {
   onApplied?: (event: EventEnvelope) => void
 }
 
-const metrics: WeakMap<Registry, ReturnType<typeof createMetrics>> = new WeakMap()
-const unregistered = () => createMetrics([])
-
 const OUTCOMES = ['applied', 'duplicate', 'failed', 'dead_lettered'] as const
 
 function createMetrics(registers: Registry[]) {
@@ -51,18 +48,13 @@ function createMetrics(registers: Registry[]) {
   const running = new Set<EventConsumer>()
   return {
     running,
-    connected: new Gauge({
+    connected: receivingGauge({
       name: 'events_consumer_connected',
       help: '1 while this replica receives from its durable consumer (NATS connected, consumer set up), 0 while it waits or retries',
-      labelNames: ['consumer'] as const,
+      label: 'consumer',
       registers,
-      collect() {
-        this.reset()
-        const receiving = new Map<string, boolean>()
-        for (const consumer of running)
-          receiving.set(consumer.durable, (receiving.get(consumer.durable) ?? true) && consumer.receiving)
-        for (const [consumer, yes] of receiving) this.set({ consumer }, yes ? 1 : 0)
-      },
+      running,
+      labelOf: (consumer) => consumer.durable,
     }),
     consumed: new Counter({
       name: 'events_consumed_total',
@@ -85,15 +77,7 @@ function createMetrics(registers: Registry[]) {
   }
 }
 
-function metricsFor(registry: Registry | undefined) {
-  if (!registry) return unregistered()
-  let found = metrics.get(registry)
-  if (!found) {
-    found = createMetrics([registry])
-    metrics.set(registry, found)
-  }
-  return found
-}
+const metricsFor = metricsPerRegistry(createMetrics)
 
 /**
  * A durable JetStream pull consumer that applies each event exactly once in effect:

@@ -1,18 +1,48 @@
 import { type ConsumerMessages, DeliverPolicy, type JsMsg } from '@nats-io/jetstream'
+import { Counter, type Registry } from 'prom-client'
 import type { EventBus, Logger } from './bus.js'
 import type { EventType, STREAMS } from './catalog.js'
 import { type EventEnvelope, parseEvent } from './envelope.js'
-import { Subscription } from './subscription.js'
+import { metricsPerRegistry, receivingGauge, Subscription } from './subscription.js'
 
 export interface EventFollowerOptions {
   bus: EventBus
+  /** What it follows for, the `follower` label of its metrics and logs (e.g. `token-revocations`). */
+  name: string
   stream: (typeof STREAMS)[keyof typeof STREAMS]
   types: EventType[]
   /** Replays the events of this last stretch at start (e.g. an access token's lifetime). */
   replayMs: number
   onEvent: (event: EventEnvelope) => void
+  registry?: Registry
   log?: Logger
 }
+
+const OUTCOMES = ['applied', 'ignored'] as const
+
+function createMetrics(registers: Registry[]) {
+  /** The started followers of this registry, read at each scrape. */
+  const running = new Set<EventFollower>()
+  return {
+    running,
+    connected: receivingGauge({
+      name: 'events_follower_connected',
+      help: '1 while this replica receives the events it follows (NATS connected, ordered consumer set up), 0 while it waits or retries',
+      label: 'follower',
+      registers,
+      running,
+      labelOf: (follower) => follower.name,
+    }),
+    followed: new Counter({
+      name: 'events_followed_total',
+      help: 'Events a follower received, by outcome (applied; ignored: not a valid event of its catalogue)',
+      labelNames: ['follower', 'outcome'] as const,
+      registers,
+    }),
+  }
+}
+
+const metricsFor = metricsPerRegistry(createMetrics)
 
 /**
  * Every replica's own view of some events (an ordered, ephemeral consumer, not a shared durable one):
@@ -24,15 +54,29 @@ export class EventFollower extends Subscription {
   /** Resolves once the replay reached the end of the stream at start (or the first attempt failed). */
   readonly caughtUp: Promise<void>
   private markCaughtUp!: () => void
+  private readonly metrics: ReturnType<typeof createMetrics>
 
   constructor(private readonly options: EventFollowerOptions) {
     super(options)
     this.caughtUp = new Promise((resolve) => {
       this.markCaughtUp = resolve
     })
+    this.metrics = metricsFor(options.registry)
+    // Every outcome from the start, so the first ignored event is an increase Prometheus can see.
+    for (const outcome of OUTCOMES) this.metrics.followed.inc({ follower: options.name, outcome }, 0)
+  }
+
+  get name(): string {
+    return this.options.name
+  }
+
+  override start(): this {
+    this.metrics.running.add(this)
+    return super.start()
   }
 
   override async stop(): Promise<void> {
+    this.metrics.running.delete(this)
     this.markCaughtUp()
     await super.stop()
   }
@@ -56,14 +100,19 @@ export class EventFollower extends Subscription {
     this.lastSequence = message.info.streamSequence
     try {
       this.options.onEvent(parseEvent(message.data))
+      this.metrics.followed.inc({ follower: this.options.name, outcome: 'applied' })
     } catch (error) {
-      this.log.warn({ subject: message.subject, reason: (error as Error).message }, 'event ignored')
+      this.metrics.followed.inc({ follower: this.options.name, outcome: 'ignored' })
+      this.log.warn(
+        { follower: this.options.name, subject: message.subject, reason: (error as Error).message },
+        'event ignored',
+      )
     }
     if (message.info.pending === 0) this.markCaughtUp()
   }
 
   protected retrying(error: Error): void {
     this.markCaughtUp()
-    this.log.warn({ reason: error.message }, 'event follower: retrying')
+    this.log.warn({ follower: this.options.name, reason: error.message }, 'event follower: retrying')
   }
 }

@@ -19,6 +19,7 @@ export {
   setUpServiceEvents,
 } from './service.js'
 export {
+  type ChangeQuery,
   createInboxTable,
   createOutboxTable,
   type InboxDatabase,
@@ -26,4 +27,7 @@ export {
   type OutboxDatabase,
   type OutboxTable,
   recordEvents,
+  recordEventsWith,
+  restoreOutboxIndexes,
+  slimOutboxIndexes,
 } from './tables.js'

@@ -1,7 +1,7 @@
-import type { Kysely, Transaction } from 'kysely'
+import type { Kysely, QueryCreator, Transaction } from 'kysely'
 import type { EventData, EventType } from './catalog.js'
 import { type EventEnvelope, newEvent } from './envelope.js'
-import { recordEvents } from './tables.js'
+import { type ChangeQuery, recordEvents, recordEventsWith } from './tables.js'
 import { activeTraceparent } from './tracing.js'
 
 /**
@@ -25,6 +25,15 @@ export class Outbox {
 
   record(trx: Transaction<any> | Kysely<any>, events: readonly EventEnvelope[]): Promise<void> {
     return recordEvents(trx, events)
+  }
+
+  /** `change` and the events' outbox rows in one statement (recordEventsWith), inside the caller's transaction. */
+  recordWith<DB>(
+    trx: Transaction<DB> | Kysely<DB>,
+    change: (db: QueryCreator<DB>) => ChangeQuery,
+    events: readonly EventEnvelope[],
+  ): Promise<void> {
+    return recordEventsWith(trx, change, events)
   }
 
   committed(): void {

@@ -223,7 +223,12 @@ export class OutboxRelay {
     if (Date.now() - this.lastPurge > 60_000) {
       this.lastPurge = Date.now()
       const before = new Date(Date.now() - (this.options.keepSentMs ?? 3_600_000))
-      await db.deleteFrom('event_outbox').where('sent_at', '<', before).execute()
+      // sent_at ≥ created_at, so the created_at bound only lets the BRIN skip the recent pages.
+      await db
+        .deleteFrom('event_outbox')
+        .where('created_at', '<', before)
+        .where('sent_at', '<', before)
+        .execute()
     }
     // After a failed publish the next attempt waits for a poll (or a kick), as when the broker is away.
     return rows.length === this.batchSize && !failed

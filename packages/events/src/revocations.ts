@@ -12,8 +12,9 @@ export const REVOCATION_REPLAY_MS = 3_660_000
  */
 export function tokenRevocationFollow(revocations: {
   revoke(userId: number, validAfter: number): void
-}): Omit<EventFollowerOptions, 'bus' | 'log'> {
+}): Omit<EventFollowerOptions, 'bus' | 'log' | 'registry'> {
   return {
+    name: 'token-revocations',
     stream: STREAMS.users,
     types: ['users.user.tokens_revoked', 'users.user.deleted'],
     replayMs: REVOCATION_REPLAY_MS,

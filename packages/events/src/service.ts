@@ -40,7 +40,7 @@ export interface ServiceEventsOptions {
   /** Durable consumers (one per stream), shared by the service's replicas. */
   consumes?: { stream: Stream; handlers: EventHandlers; onApplied?: (event: EventEnvelope) => void }[]
   /** Per-process followers: each replica sees every one of these events. */
-  follows?: Omit<EventFollowerOptions, 'bus' | 'log'>[]
+  follows?: Omit<EventFollowerOptions, 'bus' | 'log' | 'registry'>[]
   /**
    * The verifier's revocation list (packages/auth's TokenRevocations): this process follows
    * `users.user.tokens_revoked` and `users.user.deleted` into it (docs/events.md, "Token revocation").
@@ -119,7 +119,7 @@ export function setUpServiceEvents(
     ...(options.follows ?? []),
     ...(options.revocations ? [tokenRevocationFollow(options.revocations)] : []),
   ]
-  const followers = follows.map((follow) => new EventFollower({ ...follow, bus, log }))
+  const followers = follows.map((follow) => new EventFollower({ ...follow, bus, log, registry }))
 
   // A new replica takes no traffic before it knows the recent revocations (the replay of the last token
   // lifetime, milliseconds): otherwise a rolling restart would briefly accept revoked tokens. Bounded, so

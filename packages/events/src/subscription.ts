@@ -1,5 +1,53 @@
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream'
+import { Gauge, type Registry } from 'prom-client'
 import { type EventBus, type Logger, silentLogger } from './bus.js'
+
+/**
+ * One set of a kind of subscription's metrics per registry (a service's), made the first time one of them
+ * asks; without a registry, metrics of their own that nothing scrapes.
+ */
+export function metricsPerRegistry<T>(create: (registers: Registry[]) => T): (registry?: Registry) => T {
+  const made = new WeakMap<Registry, T>()
+  return (registry) => {
+    if (!registry) return create([])
+    let found = made.get(registry)
+    if (!found) {
+      found = create([registry])
+      made.set(registry, found)
+    }
+    return found
+  }
+}
+
+/**
+ * A gauge read at each scrape from the started subscriptions in `running`: per `label` value, 1 when all of
+ * them receive, 0 when one waits or retries; no series for a name with none started.
+ */
+export function receivingGauge<S extends Subscription>(options: {
+  name: string
+  help: string
+  label: string
+  registers: Registry[]
+  running: ReadonlySet<S>
+  labelOf: (subscription: S) => string
+}): Gauge {
+  const { running, labelOf, label } = options
+  return new Gauge({
+    name: options.name,
+    help: options.help,
+    labelNames: [label],
+    registers: options.registers,
+    collect() {
+      this.reset()
+      const receiving = new Map<string, boolean>()
+      for (const subscription of running) {
+        const key = labelOf(subscription)
+        receiving.set(key, (receiving.get(key) ?? true) && subscription.receiving)
+      }
+      for (const [key, yes] of receiving) this.set({ [label]: key }, yes ? 1 : 0)
+    },
+  })
+}
 
 /**
  * The life of a JetStream subscription, which a consumer and a follower share: `start()` runs it once;

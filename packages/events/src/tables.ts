@@ -1,4 +1,14 @@
-import { type ColumnType, type Generated, type Kysely, sql, type Transaction } from 'kysely'
+import {
+  type ColumnType,
+  type DeleteQueryBuilder,
+  type Generated,
+  type InsertQueryBuilder,
+  type Kysely,
+  type QueryCreator,
+  sql,
+  type Transaction,
+  type UpdateQueryBuilder,
+} from 'kysely'
 import type { EventType } from './catalog.js'
 import type { EventEnvelope } from './envelope.js'
 
@@ -46,6 +56,29 @@ export async function createOutboxTable(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('event_outbox_sent_at_idx').on('event_outbox').column('sent_at').execute()
 }
 
+/**
+ * Migration step (frozen): the outbox keeps only the indexes its queries use. The unique index on
+ * `event_id` goes (nothing looks a row up by it; the id is a random UUID made with the event, and a
+ * re-published event is dropped by the broker's `Nats-Msg-Id` dedupe and by every consumer's inbox), and
+ * the b-tree on `sent_at` gives way to a BRIN on `created_at` for the relay's hourly purge: rows are
+ * appended in time order, so a BRIN of a few pages finds the old ones, and an insert into it costs next to
+ * nothing, where the b-tree took an entry on every insert and another on every UPDATE marking a row sent.
+ */
+export async function slimOutboxIndexes(db: Kysely<any>): Promise<void> {
+  await sql`alter table event_outbox drop constraint event_outbox_event_id_key`.execute(db)
+  await db.schema.dropIndex('event_outbox_sent_at_idx').execute()
+  await sql`create index event_outbox_created_at_brin on event_outbox using brin (created_at) with (autosummarize = on)`.execute(
+    db,
+  )
+}
+
+/** Migration step (frozen): undoes slimOutboxIndexes. */
+export async function restoreOutboxIndexes(db: Kysely<any>): Promise<void> {
+  await db.schema.dropIndex('event_outbox_created_at_brin').execute()
+  await db.schema.createIndex('event_outbox_sent_at_idx').on('event_outbox').column('sent_at').execute()
+  await sql`alter table event_outbox add constraint event_outbox_event_id_key unique (event_id)`.execute(db)
+}
+
 /** Migration step (frozen): the inbox table. */
 export async function createInboxTable(db: Kysely<any>): Promise<void> {
   await db.schema
@@ -72,15 +105,43 @@ export async function recordEvents(
   events: readonly EventEnvelope<EventType>[],
 ): Promise<void> {
   if (events.length === 0) return
-  await (trx as Kysely<OutboxDatabase>)
+  await (trx as Kysely<OutboxDatabase>).insertInto('event_outbox').values(outboxRows(events)).execute()
+}
+
+/** A data-modifying statement: what `recordEventsWith` runs together with the outbox insert. */
+export type ChangeQuery =
+  | InsertQueryBuilder<any, any, any>
+  | UpdateQueryBuilder<any, any, any, any>
+  | DeleteQueryBuilder<any, any, any>
+
+/**
+ * Runs `change` (an INSERT, UPDATE or DELETE without RETURNING) and writes `events` into the outbox in one
+ * statement, `WITH change AS (…) INSERT INTO event_outbox …`: one round trip to the database instead of
+ * two. PostgreSQL runs a data-modifying WITH to completion whether or not the outer statement reads it, and
+ * the statement succeeds or fails as a whole, inside the caller's transaction as before. Without events,
+ * only `change` runs.
+ */
+export async function recordEventsWith<DB>(
+  trx: Transaction<DB> | Kysely<DB>,
+  change: (db: QueryCreator<DB>) => ChangeQuery,
+  events: readonly EventEnvelope<EventType>[],
+): Promise<void> {
+  if (events.length === 0) {
+    await change(trx).execute()
+    return
+  }
+  await (trx as unknown as Kysely<OutboxDatabase>)
+    .with('change', (db) => change(db as unknown as QueryCreator<DB>))
     .insertInto('event_outbox')
-    .values(
-      events.map((event) => ({
-        event_id: event.id,
-        subject: event.type,
-        aggregate_id: event.aggregate_id,
-        payload: JSON.stringify(event),
-      })),
-    )
+    .values(outboxRows(events))
     .execute()
+}
+
+function outboxRows(events: readonly EventEnvelope<EventType>[]) {
+  return events.map((event) => ({
+    event_id: event.id,
+    subject: event.type,
+    aggregate_id: event.aggregate_id,
+    payload: JSON.stringify(event),
+  }))
 }

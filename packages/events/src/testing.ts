@@ -27,6 +27,7 @@ export function startEventRecorder(options: {
   const bus = new EventBus({ url: options.url, name: 'test' })
   const follower = new EventFollower({
     bus,
+    name: 'test-recorder',
     stream: options.stream,
     types: options.types,
     replayMs: 3_600_000,

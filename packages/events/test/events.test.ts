@@ -1,7 +1,7 @@
 import { jetstreamManager } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
 import { spawnEntry, useNatsServer, useTestDatabase } from '@task-manager/testing'
-import { sql } from 'kysely'
+import { type QueryCreator, sql } from 'kysely'
 import { Registry } from 'prom-client'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import {
@@ -11,6 +11,7 @@ import {
   newEvent,
   OutboxRelay,
   recordEvents,
+  recordEventsWith,
   STREAMS,
 } from '../src/index.js'
 import { createSchema, open } from './fixtures/schema.js'
@@ -139,6 +140,43 @@ async function effectsPerEvent(): Promise<Map<string, number>> {
 
 const projectOf = (event: EventEnvelope) => (event.data as { project_id: number }).project_id
 
+describe('outbox', () => {
+  const deleted = (projectId: number, id?: string) => ({
+    ...newEvent(
+      'projects.project.deleted',
+      { project_id: projectId, reason: 'deleted' },
+      { producer: 'test' },
+    ),
+    ...(id === undefined ? {} : { id }),
+  })
+  const effect = (projectId: number) => (db: QueryCreator<any>) =>
+    db.insertInto('effects').values({ event_id: crypto.randomUUID(), project_id: projectId })
+  const outboxRows = async () =>
+    (await handle.db.selectFrom('event_outbox').select(['event_id', 'payload']).orderBy('id').execute()).map(
+      (row) => [row.event_id, row.payload.data.project_id],
+    )
+  const effects = async () =>
+    (await handle.db.selectFrom('effects').select('project_id').execute()).map((row) => row.project_id)
+
+  it('writes a change and its events in one statement: both or neither, even outside a transaction', async () => {
+    const event = deleted(1)
+    await recordEventsWith(handle.db, effect(1), [event, deleted(1)])
+    expect(await effects()).toEqual([1])
+    expect((await outboxRows()).map(([id]) => id)).toContain(event.id)
+    expect(await outboxRows()).toHaveLength(2)
+    // An event the outbox refuses (its id is no uuid) takes the change with it: one statement, not two.
+    await expect(recordEventsWith(handle.db, effect(2), [deleted(2, 'not-a-uuid')])).rejects.toThrow(/uuid/)
+    expect(await effects()).toEqual([1])
+    expect(await outboxRows()).toHaveLength(2)
+  })
+
+  it('without events runs only the change', async () => {
+    await recordEventsWith(handle.db, effect(3), [])
+    expect(await effects()).toEqual([3])
+    expect(await outboxRows()).toEqual([])
+  })
+})
+
 describe('outbox relay', () => {
   it('publishes committed events in order, with the event id as Nats-Msg-Id and the traceparent as a header, and marks them sent', async () => {
     const events = await write([1, 2, 3, 4, 5])
@@ -161,6 +199,29 @@ describe('outbox relay', () => {
     }
     expect(received.map((r) => r.id)).toEqual(events.map((e) => e.id))
     expect(received.every((r) => r.msgId === r.id && r.traceparent === TRACEPARENT)).toBe(true)
+  })
+
+  it('deletes rows sent longer ago than keepSentMs, and keeps a row created long ago but sent just now', async () => {
+    const [old] = await write([1])
+    const first = relay({ keepSentMs: 200 })
+    await until('the first row sent', async () => (await unsent()) === 0)
+    await first.stop()
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    // Written an hour ago (the broker was away, say) and not sent yet.
+    const [late] = await write([2])
+    await sql`update event_outbox set created_at = now() - interval '1 hour' where sent_at is null`.execute(
+      handle.db,
+    )
+    // A new relay purges at its first drain, after publishing.
+    relay({ keepSentMs: 200 })
+    await until('the old row sent', async () => (await unsent()) === 0)
+    await until('the row sent long ago purged', async () => {
+      const ids = (await handle.db.selectFrom('event_outbox').select('event_id').execute()).map(
+        (row) => row.event_id,
+      )
+      return ids.length === 1 && ids[0] === late?.id
+    })
+    expect(old?.id).not.toBe(late?.id)
   })
 
   it('never fails or slows a write while the broker is down; the outbox drains when it is back, every event once', async () => {

@@ -28,9 +28,9 @@ test('/metrics shows the pool in use, its waiters and every caller that timed ou
   // One connection, held: the pool is full.
   const held = await db.pool.connect()
   let text = await scrape()
-  expect(sample(text, 'db_client_connections{state="used",service="pool-test"}')).toBe(1)
-  expect(sample(text, 'db_client_connections{state="idle",service="pool-test"}')).toBe(0)
-  expect(sample(text, 'db_client_connections_max{service="pool-test"}')).toBe(1)
+  expect(sample(text, 'db_client_connections{state="used",pool="main",service="pool-test"}')).toBe(1)
+  expect(sample(text, 'db_client_connections{state="idle",pool="main",service="pool-test"}')).toBe(0)
+  expect(sample(text, 'db_client_connections_max{pool="main",service="pool-test"}')).toBe(1)
 
   // Two callers wait (one through pool.query, one through Kysely); both give up after 3 s.
   const waiting = [
@@ -43,20 +43,23 @@ test('/metrics shows the pool in use, its waiters and every caller that timed ou
   let pending: number | undefined
   for (let i = 0; i < 40 && pending !== 2; i++) {
     await new Promise((resolve) => setTimeout(resolve, 25))
-    pending = sample(await scrape(), 'db_client_connections_pending_requests{service="pool-test"}')
+    pending = sample(
+      await scrape(),
+      'db_client_connections_pending_requests{pool="main",service="pool-test"}',
+    )
   }
   expect(pending).toBe(2)
   const errors = await Promise.all(waiting)
   for (const error of errors) expect(String(error)).toMatch(/timeout exceeded when trying to connect/)
   text = await scrape()
-  expect(sample(text, 'db_client_connection_timeouts_total{service="pool-test"}')).toBe(2)
-  expect(sample(text, 'db_client_connections_pending_requests{service="pool-test"}')).toBe(0)
+  expect(sample(text, 'db_client_connection_timeouts_total{pool="main",service="pool-test"}')).toBe(2)
+  expect(sample(text, 'db_client_connections_pending_requests{pool="main",service="pool-test"}')).toBe(0)
 
   // Released: free again, and queries work.
   held.release()
   await db.pool.query('select 1')
   text = await scrape()
-  expect(sample(text, 'db_client_connections{state="used",service="pool-test"}')).toBe(0)
-  expect(sample(text, 'db_client_connections{state="idle",service="pool-test"}')).toBe(1)
+  expect(sample(text, 'db_client_connections{state="used",pool="main",service="pool-test"}')).toBe(0)
+  expect(sample(text, 'db_client_connections{state="idle",pool="main",service="pool-test"}')).toBe(1)
   await app.close()
 })

@@ -52,4 +52,34 @@ describe('membership backfill migration', () => {
     }
     expect(new Set(events.map((event) => event.id)).size).toBe(3)
   })
+
+  test('after it, the outbox keeps only the indexes its queries use; the step goes down and up again', async () => {
+    const { db, close: closeDatabase } = createDatabase({ connectionString: database.url })
+    const previous = close
+    close = async () => {
+      await previous?.()
+      await closeDatabase()
+    }
+    const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } })
+    expect((await migrator.migrateToLatest()).error).toBeUndefined()
+    const indexes = async () =>
+      (
+        await sql<{ indexname: string }>`
+          select indexname from pg_indexes where tablename = 'event_outbox' order by indexname`.execute(db)
+      ).rows.map((row) => row.indexname)
+    const slim = ['event_outbox_created_at_brin', 'event_outbox_pkey', 'event_outbox_unsent_idx']
+    expect(await indexes()).toEqual(slim)
+    expect((await migrator.migrateDown()).error).toBeUndefined()
+    expect(await indexes()).toEqual([
+      'event_outbox_event_id_key',
+      'event_outbox_pkey',
+      'event_outbox_sent_at_idx',
+      'event_outbox_unsent_idx',
+    ])
+    expect((await migrator.migrateToLatest()).error).toBeUndefined()
+    expect(await indexes()).toEqual(slim)
+    // The backfilled rows are all still there.
+    const { rows } = await sql<{ n: string }>`select count(*) as n from event_outbox`.execute(db)
+    expect(Number(rows[0]?.n)).toBe(3)
+  })
 })

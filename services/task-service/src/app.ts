@@ -4,6 +4,8 @@ import { STREAMS, setUpServiceEvents } from '@task-manager/events'
 import {
   type App,
   Bulkhead,
+  createDatabase,
+  observePool,
   serviceIdentity,
   serviceKit,
   setUpServiceDatabase,
@@ -79,10 +81,28 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
     },
   })
 
+  // Lists and searches run on a pool of their own whose connections carry LIST_STATEMENT_TIMEOUT_MS: one round
+  // trip per list instead of BEGIN, SET LOCAL, the SELECT and COMMIT. Opened lazily, like the main pool.
+  const listPoolMax = config.LIST_DATABASE_POOL_MAX || config.DATABASE_POOL_MAX
+  const lists = createDatabase<TaskDatabase>({
+    connectionString: config.DATABASE_URL,
+    max: listPoolMax,
+    applicationName: `${identity.service}-lists`,
+    statementTimeoutMs: config.LIST_STATEMENT_TIMEOUT_MS,
+    onPoolError: (error) =>
+      app.log.warn(
+        { code: (error as { code?: string }).code, reason: error.message, pool: 'lists' },
+        'database connection failed',
+      ),
+  })
+  observePool(app.metrics.registry, lists.pool, 'lists')
+  app.addHook('onClose', async () => lists.close())
+
   const repository = new TaskRepository(database.db, {
+    db: lists.db,
     statementTimeoutMs: config.LIST_STATEMENT_TIMEOUT_MS,
     searches: new Bulkhead({
-      concurrency: config.SEARCH_CONCURRENCY || Math.max(1, Math.floor(config.DATABASE_POOL_MAX / 2)),
+      concurrency: config.SEARCH_CONCURRENCY || Math.max(1, Math.floor(listPoolMax / 2)),
       maxWaiting: config.SEARCH_QUEUE_MAX,
       refusal: SEARCH_REFUSAL,
     }),

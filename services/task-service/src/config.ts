@@ -45,11 +45,17 @@ export const TaskServiceConfig = Type.Object({
     default: 2000,
     description: 'Server-side limit for one GET /tasks query; past it the request answers 503',
   }),
+  LIST_DATABASE_POOL_MAX: Type.Integer({
+    minimum: 0,
+    default: 0,
+    description:
+      'connections of the pool GET /tasks queries run on (each carries LIST_STATEMENT_TIMEOUT_MS); 0 = DATABASE_POOL_MAX',
+  }),
   SEARCH_CONCURRENCY: Type.Integer({
     minimum: 0,
     default: 0,
     description:
-      'GET /tasks?q= queries run at once; 0 = half of DATABASE_POOL_MAX, so searches never hold the whole pool',
+      'GET /tasks?q= queries run at once; 0 = half of the list pool, so searches never hold all of it',
   }),
   SEARCH_QUEUE_MAX: Type.Integer({
     minimum: 0,

@@ -9,6 +9,7 @@ import { buildApp, validTask } from './helpers.js'
 
 const database = useTestDatabase('search_limits')
 let app: App
+let call: ReturnType<typeof jsonCaller>
 
 beforeAll(async () => {
   app = await buildApp(database.url, {
@@ -16,6 +17,7 @@ beforeAll(async () => {
     SEARCH_QUEUE_MAX: '2',
     DATABASE_POOL_MAX: '4',
   })
+  call = jsonCaller(await listenOnLoopback(app))
 })
 afterAll(async () => app?.close())
 
@@ -38,7 +40,6 @@ test('the trigram indexes exist and the planner uses them for a search', async (
 })
 
 test('searches beyond the bulkhead get 503 + Retry-After at once; plain reads are still served; results stay right', async () => {
-  const call = jsonCaller(await listenOnLoopback(app))
   await call('POST', '/tasks', { ...validTask, title: 'Needle in a haystack' })
   await call('POST', '/tasks', { ...validTask, title: 'Hay', description: 'more hay' })
   const found = await call('GET', '/tasks?q=needle')
@@ -46,7 +47,8 @@ test('searches beyond the bulkhead get 503 + Retry-After at once; plain reads ar
   expect(found.body.map((task: { title: string }) => task.title)).toEqual(['Needle in a haystack'])
   expect((await call('GET', '/tasks?q=%25')).body).toEqual([])
 
-  const searches = Array.from({ length: 40 }, () => call('GET', '/tasks?q=hay'))
+  // Enough that some arrive while the one running and the two waiting hold every turn, even on a loaded machine.
+  const searches = Array.from({ length: 100 }, () => call('GET', '/tasks?q=hay'))
   const reads = Array.from({ length: 6 }, () => call('GET', '/tasks?user_id=1'))
   const [searched, read] = await Promise.all([Promise.all(searches), Promise.all(reads)])
   const statuses = searched.map((answer) => answer.status)
@@ -58,4 +60,26 @@ test('searches beyond the bulkhead get 503 + Retry-After at once; plain reads ar
     expect(refused.body.detail).toMatch(/searches/)
   }
   expect(read.map((answer) => answer.status)).toEqual(Array(6).fill(200))
+})
+
+test('a list statement cannot run past LIST_STATEMENT_TIMEOUT_MS: held up, it answers 503 query-timeout', async () => {
+  // Another session holds the table: the list's SELECT waits for the lock, inside its statement timeout (2 s).
+  const blocker = new pg.Client({ connectionString: database.url })
+  await blocker.connect()
+  try {
+    await blocker.query('begin')
+    await blocker.query('lock table tasks in access exclusive mode')
+    const started = Date.now()
+    const held = await call('GET', '/tasks?status=todo')
+    const elapsed = Date.now() - started
+    expect(held.status).toBe(503)
+    expect(held.body.type).toMatch(/query-timeout$/)
+    expect(elapsed).toBeGreaterThanOrEqual(1900)
+    expect(elapsed).toBeLessThan(6000)
+    await blocker.query('rollback')
+    // Its connection serves the next list.
+    expect((await call('GET', '/tasks?status=todo')).status).toBe(200)
+  } finally {
+    await blocker.end()
+  }
 })

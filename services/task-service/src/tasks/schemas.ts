@@ -29,16 +29,27 @@ export const Tags = Type.Array(Text({ maxLength: 50 }), {
 })
 export const PositiveId = Id()
 
+// A task as answered: the enums as `type` + `enum` and the nullable date as a type list, not `anyOf`, which
+// fast-json-stringify resolves per value by running Ajv on each branch (three fields, 50 tasks a page).
+const StatusOut = Type.Unsafe<Static<typeof TaskStatus>>({
+  type: 'string',
+  enum: ['todo', 'in_progress', 'done'],
+})
+const PriorityOut = Type.Unsafe<Static<typeof TaskPriority>>({
+  type: 'string',
+  enum: ['low', 'medium', 'high'],
+})
+
 export const Task = Type.Object(
   {
     id: Type.Integer(),
     title: Type.String(),
     description: Type.String(),
-    status: TaskStatus,
-    priority: TaskPriority,
+    status: StatusOut,
+    priority: PriorityOut,
     user_id: Type.Integer(),
     project_id: Type.Integer(),
-    due_date: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    due_date: Type.Unsafe<string | null>({ type: ['string', 'null'], format: 'date-time' }),
     tags: Type.Array(Type.String()),
     version: Type.Integer({ description: 'Increases by one on every change; the ETag carries it' }),
     created_at: Type.String({ format: 'date-time' }),
