@@ -369,6 +369,54 @@ describe('one trace per request, across every hop', () => {
     }
   })
 
+  test('a request its client did not sample makes no span in any service: each call passes the decision on', async () => {
+    const { api } = system
+    const owner = await signUp(api, 'Unsampled')
+    const other = await signUp(api, 'Unsampledtoo')
+    // The sign-ups' own spans (sampled: no traceparent from the client) are exported within the next 100 ms.
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    const from = receiver.spans.length
+    const traceId = randomBytes(16).toString('hex')
+    const project = await api<{ id: number }>('POST', '/projects', {
+      token: owner.token,
+      body: { name: 'Unsampled' },
+      headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-00` },
+    })
+    expect(project.status).toBe(201)
+    // gateway → project-service → user-service (does the user exist?), then the membership event to the
+    // task-service: every hop follows the client's "not sampled" (a service that got no trace context would start
+    // a trace of its own, sampled: OTEL_TRACES_SAMPLER is parentbased_always_on here).
+    const added = await api('POST', `/projects/${project.body.id}/members`, {
+      token: owner.token,
+      body: { user_id: other.id, role: 'editor' },
+      headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-00` },
+    })
+    expect(added.status).toBe(201)
+    const read = await api('GET', '/projects', {
+      token: other.token,
+      headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-00` },
+    })
+    expect(read.status).toBe(200)
+    // The log lines still name the (unsampled) trace.
+    const requestId = added.headers.get('x-request-id') as string
+    await waitFor('the access log lines of the request', async () => {
+      const services = logLinesOf(requestId)
+        .filter((l) => l.line.msg === 'request completed')
+        .map((l) => l.service)
+      return services.includes('gateway') && services.includes('project-service')
+    })
+    for (const { service, line } of logLinesOf(requestId).filter((l) => l.line.msg === 'request completed')) {
+      expect(line.trace_id, `${service}: ${JSON.stringify(line)}`).toBe(traceId)
+      expect(line.trace_flags).toBe('00')
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    const since = receiver.spans.slice(from)
+    expect(describeTrace(since.filter((span) => span.traceId === traceId))).toBe('')
+    // Nor a trace of its own started by a service the context did not reach (the sign-ups' events, still being
+    // handled, are spans of the sign-ups' traces, children of their publish spans).
+    expect(describeTrace(since.filter((span) => span.parentSpanId === ''))).toBe('')
+  })
+
   test('background work outside requests (outbox relay polls, consumers, health checks) starts no trace', async () => {
     // Several relay polls (every 250 ms), consumer fetches and gateway health checks with no request at all.
     const idleFrom = receiver.spans.length

@@ -8,6 +8,56 @@ import { registerPool } from './prepared.js'
 // int8 (COUNT(*), bigserial) as a JS number: our ids and counts stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10))
 
+const parseTimestamptzByPattern = pg.types.getTypeParser(pg.types.builtins.TIMESTAMPTZ)
+const digit = (code: number) => code >= 48 && code <= 57
+
+/**
+ * A timestamptz as PostgreSQL sends it in a UTC session (`2026-12-03 05:44:00.123+00`), read by position; anything
+ * else (another offset, BC, infinity, a year before 1000 or after 9999) goes to pg's own parser (postgres-date).
+ * The same Date either way, milliseconds computed as postgres-date does: its regular expressions were about a tenth
+ * of the task-service's CPU on a page of 50 tasks (three timestamps each; docs/benchmarks.md).
+ */
+export function parseTimestamptz(value: string): Date | number | null {
+  const n = value.length
+  if (
+    n >= 22 &&
+    n <= 29 &&
+    value.charCodeAt(n - 3) === 43 /* + */ &&
+    value.charCodeAt(n - 2) === 48 &&
+    value.charCodeAt(n - 1) === 48 &&
+    value.charCodeAt(4) === 45 /* - */ &&
+    value.charCodeAt(7) === 45 &&
+    value.charCodeAt(10) === 32 /* space */ &&
+    value.charCodeAt(13) === 58 /* : */ &&
+    value.charCodeAt(16) === 58 &&
+    value.charCodeAt(0) !== 48 /* years 0-999: Date.UTC would read 0-99 as 1900-1999 */
+  ) {
+    let ok = true
+    for (const i of [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]) ok &&= digit(value.charCodeAt(i))
+    const fraction = n === 22 ? '' : value.slice(19, n - 3)
+    if (fraction !== '') {
+      ok &&= fraction.charCodeAt(0) === 46 /* . */ && fraction.length >= 2
+      for (let i = 1; i < fraction.length; i++) ok &&= digit(fraction.charCodeAt(i))
+    }
+    if (ok) {
+      const ms = fraction === '' ? 0 : 1000 * Number.parseFloat(fraction)
+      return new Date(
+        Date.UTC(
+          Number(value.slice(0, 4)),
+          Number(value.slice(5, 7)) - 1,
+          Number(value.slice(8, 10)),
+          Number(value.slice(11, 13)),
+          Number(value.slice(14, 16)),
+          Number(value.slice(17, 19)),
+          ms,
+        ),
+      )
+    }
+  }
+  return parseTimestamptzByPattern(value) as Date | number | null
+}
+pg.types.setTypeParser(pg.types.builtins.TIMESTAMPTZ, parseTimestamptz)
+
 export interface DatabaseOptions {
   connectionString: string
   /** Pool size per process. */

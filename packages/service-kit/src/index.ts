@@ -17,6 +17,7 @@ export * from './problem.js'
 export { optionalRedis } from './redis.js'
 export * from './service-database.js'
 export {
+  injectUnsampledTraceContext,
   shutdownTracing,
   traceExporters,
   traceLogMixin,

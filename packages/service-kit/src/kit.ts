@@ -31,7 +31,13 @@ import {
   SECURITY_SCHEMES,
 } from './openapi.js'
 import { PROBLEM_CONTENT_TYPE, problemFor, problemType, sendProblem } from './problem.js'
-import { bindRequestSpan, shutdownTracing, tracingActive, withRequestSpan } from './telemetry.js'
+import {
+  bindRequestSpan,
+  injectUnsampledTraceContext,
+  shutdownTracing,
+  tracingActive,
+  withRequestSpan,
+} from './telemetry.js'
 
 export type App = FastifyInstance<
   RawServerDefault,
@@ -180,12 +186,16 @@ export function createServer(identity: ServiceIdentity, config: ServerSettings):
 
 /**
  * Headers a service passes on when it calls another one, so one request can be followed across pods. With
- * tracing on, the HTTP client instrumentation writes `traceparent`/`tracestate` of the calling span itself;
- * off, the caller's own trace context is passed on unchanged.
+ * tracing on, the HTTP client instrumentation writes `traceparent`/`tracestate` of the calling span itself in a
+ * sampled request, and an unsampled one's context is written here (injectUnsampledTraceContext); off, the
+ * caller's own trace context is passed on unchanged.
  */
 export function propagationHeaders(request: FastifyRequest): Record<string, string> {
   const headers: Record<string, string> = { 'x-request-id': request.id }
-  if (tracingActive()) return headers
+  if (tracingActive()) {
+    injectUnsampledTraceContext(headers)
+    return headers
+  }
   const { traceparent, tracestate } = request.headers
   if (typeof traceparent === 'string') headers.traceparent = traceparent
   if (typeof tracestate === 'string') headers.tracestate = tracestate

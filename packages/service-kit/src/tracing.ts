@@ -6,7 +6,7 @@ import { PgInstrumentation } from '@opentelemetry/instrumentation-pg'
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import { register as registerImportHooks, supportsSyncHooks } from 'import-in-the-middle/register-hooks.mjs'
-import { markTracingActive } from './telemetry.js'
+import { hasTraceparent, markTracingActive } from './telemetry.js'
 
 /** Probes and scrapes: never traced (they would be most of the spans and tell nothing). */
 const UNTRACED_PATH = /^\/(?:health|metrics|openapi\.json)(?:[/?]|$)/
@@ -45,6 +45,9 @@ export function startTracing(env: NodeJS.ProcessEnv): NodeSDK {
   // Metrics and logs are not sent over OTLP unless asked for explicitly.
   env.OTEL_METRICS_EXPORTER ??= 'none'
   env.OTEL_LOGS_EXPORTER ??= 'none'
+  // W3C trace context only (the SDK's default adds W3C baggage, which no service reads or writes): one
+  // propagator less to run on every request received and every call made.
+  env.OTEL_PROPAGATORS ??= 'tracecontext'
   // The services are ES modules: `pg` is patched as it is imported, through import-in-the-middle's synchronous
   // module hooks (in-thread, no loader worker), limited to the modules instrumented here.
   // (Node releases before 24.11.1 get the same hook as a loader thread.)
@@ -62,13 +65,18 @@ export function startTracing(env: NodeJS.ProcessEnv): NodeSDK {
         ignorePaths: (route: { url?: string; config?: { probe?: boolean } }) =>
           route.config?.probe === true || UNTRACED_PATH.test(route.url ?? ''),
         // The span name of HTTP server spans in the semantic conventions: method and route template.
+        // (Not built for an unsampled request: its span records nothing.)
         requestHook: (span, request) => {
-          span.updateName(`${request.method} ${request.routeOptions.url ?? request.method}`)
+          if (span.isRecording())
+            span.updateName(`${request.method} ${request.routeOptions.url ?? request.method}`)
         },
       }),
       new UndiciInstrumentation({
         // Calls made outside a traced request (the gateway's health checks) start no trace of their own.
         requireParentforSpans: true,
+        // An unsampled request's calls carry its trace context already (injectUnsampledTraceContext, written by
+        // the gateway's proxy and the kit's propagationHeaders): the instrumentation has nothing to record there.
+        ignoreRequestHook: (request) => hasTraceparent(request.headers),
       }),
       new PgInstrumentation({
         requireParentSpan: true,

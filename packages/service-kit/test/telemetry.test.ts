@@ -1,4 +1,13 @@
-import { TraceFlags } from '@opentelemetry/api'
+import {
+  type Context,
+  type ContextManager,
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  TraceFlags,
+  trace,
+} from '@opentelemetry/api'
 import { describe, expect, test } from 'vitest'
 import {
   createServer,
@@ -7,7 +16,13 @@ import {
   tracingActive,
   tracingConfigured,
 } from '../src/index.js'
-import { LOG_SPAN_CONTEXT, traceLogMixin, withRequestSpan } from '../src/telemetry.js'
+import {
+  hasTraceparent,
+  injectUnsampledTraceContext,
+  LOG_SPAN_CONTEXT,
+  traceLogMixin,
+  withRequestSpan,
+} from '../src/telemetry.js'
 
 describe('tracing configuration', () => {
   test('on only with an OTLP endpoint, and off again with OTEL_SDK_DISABLED or OTEL_TRACES_EXPORTER=none', () => {
@@ -91,5 +106,60 @@ describe('log lines and trace context', () => {
       tracestate: 'vendor=value',
     })
     await app.close()
+  })
+
+  test('an unsampled span’s context is written into a call’s headers, a sampled one’s is left to the instrumentation', () => {
+    // A synchronous context manager and a traceparent-only propagator stand in for the SDK's.
+    let active: Context = ROOT_CONTEXT
+    const manager: ContextManager = {
+      active: () => active,
+      with: (ctx, fn, thisArg, ...args) => {
+        const previous = active
+        active = ctx
+        try {
+          return fn.call(thisArg, ...args)
+        } finally {
+          active = previous
+        }
+      },
+      bind: (_ctx, target) => target,
+      enable: () => manager,
+      disable: () => manager,
+    }
+    context.setGlobalContextManager(manager)
+    propagation.setGlobalPropagator({
+      inject: (ctx, carrier: Record<string, string>) => {
+        const span = trace.getSpanContext(ctx)
+        if (span) carrier.traceparent = `00-${span.traceId}-${span.spanId}-0${span.traceFlags}`
+      },
+      extract: (ctx) => ctx,
+      fields: () => ['traceparent'],
+    })
+    try {
+      const ids = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7' }
+      const unsampled = trace.wrapSpanContext({ ...ids, traceFlags: TraceFlags.NONE })
+      const sampled = { ...unsampled, isRecording: () => true } as Span
+      const headersIn = (span: Span | undefined) => {
+        const headers: Record<string, unknown> = { 'x-request-id': 'req-1' }
+        const ctx = span ? trace.setSpan(ROOT_CONTEXT, span) : ROOT_CONTEXT
+        context.with(ctx, () => injectUnsampledTraceContext(headers))
+        return headers
+      }
+      expect(headersIn(unsampled)).toEqual({
+        'x-request-id': 'req-1',
+        traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00',
+      })
+      expect(headersIn(sampled)).toEqual({ 'x-request-id': 'req-1' })
+      expect(headersIn(undefined)).toEqual({ 'x-request-id': 'req-1' })
+    } finally {
+      context.disable()
+      propagation.disable()
+    }
+    // What the undici instrumentation is told to skip: a request that carries a traceparent already.
+    expect(hasTraceparent(['x-request-id', 'req-1', 'traceparent', '00-…-00'])).toBe(true)
+    expect(hasTraceparent(['Traceparent', '00-…-00'])).toBe(true)
+    expect(hasTraceparent(['x-request-id', 'traceparent'])).toBe(false)
+    expect(hasTraceparent('host: a\r\ntraceparent: 00-…-00\r\n')).toBe(true)
+    expect(hasTraceparent('host: a\r\n')).toBe(false)
   })
 })

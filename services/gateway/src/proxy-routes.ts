@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import httpProxy from '@fastify/http-proxy'
 import {
   BODY_LIMIT_BYTES,
+  injectUnsampledTraceContext,
   isOpenCircuit,
   problemType,
   sendProblem,
@@ -99,6 +100,8 @@ function upstreamHeaders(request: FastifyRequest, headers: IncomingHttpHeaders):
   out['x-forwarded-proto'] = request.protocol
   out['x-forwarded-host'] = request.host
   out['x-request-id'] = request.id
+  // An unsampled request's trace context (the HTTP client instrumentation writes a sampled one's).
+  if (dropTraceContext) injectUnsampledTraceContext(out as Record<string, unknown>)
   return out
 }
 
