@@ -4,7 +4,7 @@
 // seeds tasks, then runs each variant twice, interleaved, at a fixed concurrency. CPU per query is this
 // process's user + system CPU (process.cpuUsage) divided by the queries run: PostgreSQL's own CPU is not
 // in it. Every loop is bounded in count. Prints one JSON document on stdout (progress on stderr).
-import { createDatabase, migrateToLatest, prepareQuery } from '@task-manager/service-kit'
+import { Bulkhead, createDatabase, migrateToLatest, prepareQuery } from '@task-manager/service-kit'
 import { startEmbeddedPostgres } from '@task-manager/testing'
 import { migrations } from '../services/task-service/src/db/migrations/index.js'
 import type { TaskDatabase } from '../services/task-service/src/db/schema.js'
@@ -40,7 +40,11 @@ await database.pool.query('analyze tasks')
 
 const db = database.db
 const pool = database.pool
-const repository = new TaskRepository(db)
+// Only findById is measured: the list limits are the repository's required shape, never used here.
+const repository = new TaskRepository(db, {
+  db,
+  searches: new Bulkhead({ concurrency: 1, maxWaiting: 0, refusal: 'not measured here' }),
+})
 const SELECT_BY_ID = 'select * from "tasks" where "id" = $1'
 const compiled = db.selectFrom('tasks').selectAll().where('id', '=', 0).compile()
 const prepared = prepareQuery(db, 'bench_task_by_id', db.selectFrom('tasks').selectAll().where('id', '=', 0))

@@ -100,7 +100,6 @@ async function taskApp(app: App, { config }: TaskAppOptions) {
 
   const repository = new TaskRepository(database.db, {
     db: lists.db,
-    statementTimeoutMs: config.LIST_STATEMENT_TIMEOUT_MS,
     searches: new Bulkhead({
       concurrency: config.SEARCH_CONCURRENCY || Math.max(1, Math.floor(listPoolMax / 2)),
       maxWaiting: config.SEARCH_QUEUE_MAX,

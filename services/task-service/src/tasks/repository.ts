@@ -30,13 +30,11 @@ export const SEARCH_REFUSAL = 'Too many searches in progress; retry shortly'
 /**
  * What one list request may cost: its statement's time, and a turn in the bulkhead for text searches. `db` runs
  * the list statements: a pool of its own whose connections carry the lists' `statement_timeout` (set when each
- * connection opens), so a list is one round trip — no transaction to scope a `SET LOCAL`. Without it (tests
- * that build a repository on one pool) the list runs in a transaction under `SET LOCAL statement_timeout`.
+ * connection opens), so a list is one round trip — no transaction to scope a `SET LOCAL`.
  */
 export interface ListLimits {
-  statementTimeoutMs: number
+  db: Kysely<TaskDatabase>
   searches: Bulkhead
-  db?: Kysely<TaskDatabase>
 }
 
 export function toTask(row: TaskRow): Task {
@@ -117,10 +115,7 @@ export class TaskRepository {
 
   constructor(
     private readonly db: Kysely<TaskDatabase>,
-    private readonly limits: ListLimits = {
-      statementTimeoutMs: 2000,
-      searches: new Bulkhead({ concurrency: 5, maxWaiting: 20, refusal: SEARCH_REFUSAL }),
-    },
+    private readonly limits: ListLimits,
   ) {
     this.byId = prepareQuery(
       db,
@@ -239,18 +234,9 @@ export class TaskRepository {
       .orderBy(expression, direction)
       .orderBy('id', direction)
       .limit(query.limit + 1)
-    // A bounded cost per request: the statement runs under a timeout of its own (the list pool's connections
-    // carry it; else SET LOCAL, so only in this transaction), and a search waits for a turn in the search bulkhead.
-    const listDb = this.limits.db
-    const run = listDb
-      ? () => listDb.executeQuery(page.compile())
-      : () =>
-          this.db.transaction().execute(async (trx) => {
-            await sql`set local statement_timeout = ${sql.raw(String(this.limits.statementTimeoutMs))}`.execute(
-              trx,
-            )
-            return trx.executeQuery(page.compile())
-          })
+    // A bounded cost per request: the statement runs under the list pool's timeout, and a search waits for a
+    // turn in the search bulkhead.
+    const run = () => this.limits.db.executeQuery(page.compile())
     const rows = (query.q !== undefined ? await this.limits.searches.run(run) : await run()).rows as TaskRow[]
     if (rows.length <= query.limit) return { rows, next: null }
     rows.length = query.limit
