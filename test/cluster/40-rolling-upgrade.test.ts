@@ -1,7 +1,8 @@
-import { beforeAll, describe, expect, inject, test } from 'vitest'
+import { beforeAll, describe, expect, inject, onTestFinished, test } from 'vitest'
 import { pods, SERVICES, selectorOf, waitReleaseReady } from './lib/cluster.ts'
 import { client, signUp } from './lib/http.ts'
 import { lostWrites, startLoad } from './lib/load.ts'
+import { followLogs } from './lib/logs.ts'
 import { MAIN, upgrade } from './lib/releases.ts'
 import { sleep, waitFor } from './lib/run.ts'
 
@@ -28,6 +29,13 @@ describe('rolling upgrade under steady load', () => {
       const before = new Set(
         (await pods(MAIN.namespace, selectorOf(MAIN.name, service))).map((p) => p.metadata.uid),
       )
+      // What the gateway and the rolled service log meanwhile goes with a failure (the old pods are gone by then).
+      const logs = [...new Set(['gateway', service])].map((name) =>
+        followLogs(MAIN.namespace, selectorOf(MAIN.name, name)),
+      )
+      onTestFinished(() => {
+        for (const each of logs) each.stop()
+      })
       const load = startLoad(api, {
         token: user.token,
         projectId,
@@ -48,7 +56,11 @@ describe('rolling upgrade under steady load', () => {
       )
       await sleep(5000) // load continues on the new pods only
       const report = await load.stop()
-      expect(report.failures, `failed requests during the ${service} rollout`).toEqual([])
+      const logged = logs.flatMap((each) => each.stop())
+      expect(
+        report.failures,
+        `failed requests during the ${service} rollout (load started at ${new Date(report.startedAt).toISOString()}); warnings the pods logged meanwhile:\n${logged.join('\n') || '(none)'}\n`,
+      ).toEqual([])
       expect(report.acknowledged.length, 'writes acknowledged during the rollout').toBeGreaterThan(20)
       expect(await lostWrites(api, report.acknowledged, user.token)).toEqual({ lost: [], unreadable: [] })
     },

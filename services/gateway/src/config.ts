@@ -74,7 +74,8 @@ export const GatewayConfig = Type.Object({
   RETRY_ATTEMPTS: Type.Integer({
     minimum: 0,
     default: 2,
-    description: 'Extra attempts of an idempotent request after a connection failure before any response',
+    description:
+      'Extra attempts after a connection failure before any response (GET/HEAD), or after one that proves the request was never sent (any method)',
   }),
   RETRY_BUDGET_RATIO: Type.Number({
     minimum: 0,

@@ -34,6 +34,12 @@ const RETRYABLE_CODES = new Set([
   'GW_NO_ENDPOINT',
 ])
 
+/**
+ * Failures that prove the request never reached the service: the connection was refused or never set up, or
+ * no endpoint was known. Retrying one sends the request for the first time, so any method may be retried.
+ */
+const NEVER_SENT_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'GW_NO_ENDPOINT'])
+
 const codeOf = (error: unknown): string => {
   const cause = (error as { cause?: { code?: unknown } })?.cause
   const code = (error as { code?: unknown })?.code
@@ -41,6 +47,9 @@ const codeOf = (error: unknown): string => {
 }
 
 export const isRetryableFailure = (error: unknown) => RETRYABLE_CODES.has(codeOf(error))
+
+/** The attempt failed before the request was sent (see NEVER_SENT_CODES): safe to retry for every method. */
+export const neverSent = (error: unknown) => NEVER_SENT_CODES.has(codeOf(error))
 
 /** Failures that say something about the service (for ejection and the circuits); not e.g. the client leaving. */
 export const isServiceFailure = (error: unknown) => {

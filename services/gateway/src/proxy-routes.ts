@@ -10,7 +10,7 @@ import {
 } from '@task-manager/service-kit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { attemptContext, type RouteClass, type ServiceBackend } from './backend.js'
-import { classifyFailure, isRetryableFailure } from './failures.js'
+import { classifyFailure, isRetryableFailure, neverSent } from './failures.js'
 import type { GatewayMetrics } from './metrics.js'
 
 /** A proxied path prefix and the service behind it. */
@@ -32,6 +32,8 @@ declare module 'fastify' {
 const PROXIED_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT']
 /** Safe methods: the only ones re-sent after a connection failure. */
 const RETRIED_METHODS = new Set(['GET', 'HEAD'])
+/** The wait before the second retry (doubling after): the first one goes to the next endpoint at once. */
+const RETRY_BACKOFF_MS = 50
 
 /**
  * RFC 9110 §7.6.1 hop-by-hop fields, the legacy `proxy-connection`, and `expect`: the gateway answers
@@ -191,12 +193,15 @@ export async function proxyRoutes(
           const { err, attempt } = details
           const req = details.req as unknown as { method: string }
           const res = details.res as unknown
-          if (!err || res || !RETRIED_METHODS.has(req.method)) return null
-          if (!isRetryableFailure(err) || attempt >= retryAttempts) return null
+          if (!err || res || attempt >= retryAttempts) return null
+          // A safe method after any connection failure; every method when the request was never sent (a
+          // refused connection, as when a NetworkPolicy controller has not yet admitted a new pod).
+          if (!(RETRIED_METHODS.has(req.method) ? isRetryableFailure(err) : neverSent(err))) return null
           if (backend.circuits.default.state === 'open' || !backend.retryBudget.tryRetry()) return null
           metrics.retries.inc({ upstream: backend.name })
-          // reply-from schedules the retry with setTimeout and skips it for 0, so 1 ms means "now".
-          return 1
+          // The first retry goes at once, to the next endpoint (reply-from skips a delay of 0, so 1 ms means
+          // "now"); later ones back off, in case the failure is on this side and passes in a moment.
+          return attempt === 0 ? 1 : RETRY_BACKOFF_MS * 2 ** (attempt - 1)
         },
       },
       handler: (request, reply, dest, options) => {

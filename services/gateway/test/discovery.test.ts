@@ -96,6 +96,13 @@ const endpointsMetric = async (state: 'active' | 'ejected') =>
     ).exec((await call(`${gateway.url}/metrics`)).text)?.[1],
   )
 
+const retriesMetric = async () =>
+  Number(
+    /gateway_upstream_retries_total\{[^}]*upstream="task-service"[^}]*\} (\d+)/.exec(
+      (await call(`${gateway.url}/metrics`)).text,
+    )?.[1] ?? 0,
+  )
+
 describe('headless-service discovery (DISCOVERY_MODE=dns)', () => {
   test('requests are balanced across every A record, even over one keep-alive client connection', async () => {
     expect(queries).toBeGreaterThan(0)
@@ -117,6 +124,24 @@ describe('headless-service discovery (DISCOVERY_MODE=dns)', () => {
 
   test('a failing pod is ejected (its requests retried elsewhere), then tried again after the ejection time', async () => {
     await pods.get('127.0.0.2')?.close()
+    await sleep(200) // the gateway's kept-alive connections to it have seen their close
+    // A refused connection never reached the pod, so a POST is retried on the next one too (the first three
+    // picks of the round-robin include the closed pod), and each POST reaches exactly one live pod once.
+    const retried = await retriesMetric()
+    const seenPosts = () =>
+      [...pods.values()].reduce((sum, pod) => sum + pod.requests.filter((r) => r.method === 'POST').length, 0)
+    const postsBefore = seenPosts()
+    for (let i = 0; i < 3; i++) {
+      const res = await call(`${gateway.url}/tasks`, {
+        method: 'POST',
+        body: JSON.stringify({ title: `refused ${i}` }),
+        headers: { 'content-type': 'application/json' },
+      })
+      expect(res.status).toBe(200)
+      expect(res.json.method).toBe('POST')
+    }
+    expect(seenPosts() - postsBefore).toBe(3)
+    expect(await retriesMetric()).toBeGreaterThan(retried)
     // Every request still succeeds: a refused connection is retried on the next pod.
     const during = await spread(30)
     expect(during['127.0.0.2']).toBeUndefined()

@@ -8,6 +8,8 @@ export interface LoadReport {
   /** Ids of the tasks whose creation was acknowledged (201). */
   acknowledged: number[]
   statuses: Record<string, number>
+  /** When the load started (epoch ms): `at` is relative to it. */
+  startedAt: number
 }
 
 export interface Load {
@@ -32,8 +34,8 @@ export function startLoad(
     expectStatus?: (status: number) => boolean
   },
 ): Load {
-  const report: LoadReport = { requests: 0, failures: [], acknowledged: [], statuses: {} }
   const started = Date.now()
+  const report: LoadReport = { requests: 0, failures: [], acknowledged: [], statuses: {}, startedAt: started }
   const ok = options.expectStatus ?? ((status: number) => status >= 200 && status < 300)
   let running = true
   const note = (what: string, status: number, body: unknown, good: boolean) => {
