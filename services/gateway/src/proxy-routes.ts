@@ -30,7 +30,7 @@ declare module 'fastify' {
 
 /** Methods proxied. OPTIONS stays with @fastify/cors (preflights are answered at the edge). */
 const PROXIED_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT']
-/** Safe methods: the only ones re-sent after a connection failure. */
+/** Safe methods: re-sent after any connection failure (the others only when the request was never sent). */
 const RETRIED_METHODS = new Set(['GET', 'HEAD'])
 /** The wait before the second retry (doubling after): the first one goes to the next endpoint at once. */
 const RETRY_BACKOFF_MS = 50
