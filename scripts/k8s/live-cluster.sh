@@ -17,6 +17,23 @@ LOG=${LIVE_CLUSTER_LOG:-${TMPDIR:-/tmp}/task-manager-live-cluster-up.log}
 RC=$LOG.rc
 PID=$LOG.pid
 
+# up.sh, retried up to twice when it stops on one known race: its host setup checks the node IP with
+# `ip addr show dev lc-node | grep -q …` under `set -o pipefail`, so when grep exits on the match before `ip`
+# has written everything, `ip` dies of SIGPIPE, the check reads as "absent", and the `ip addr add` that
+# follows fails with "Address already assigned" (seen in CI on a warm start: down.sh keeps lc-node and its
+# address). up.sh is idempotent, so running it again is safe. Appends to $LOG; returns up.sh's last code.
+run_up() {
+  local code=0 attempt
+  for attempt in 1 2 3; do
+    code=0
+    LC_STATE=$LC_STATE bash "$LC/up.sh" >>"$LOG" 2>&1 || code=$?
+    [ "$code" = 0 ] && return 0
+    grep -q 'Address already assigned' <<<"$(tail -5 "$LOG")" || return "$code"
+    echo "live-cluster: up.sh hit the node-IP check race (attempt $attempt); running it again" >>"$LOG"
+  done
+  return "$code"
+}
+
 [ -x "$LC/up.sh" ] || [ -f "$LC/up.sh" ] || { echo "live-cluster: no $LC/up.sh (set LIVE_CLUSTER_DIR)" >&2; exit 1; }
 
 case "${1:-}" in
@@ -32,10 +49,11 @@ case "${1:-}" in
     fi
     rm -f "$RC"
     # A session of its own, so `down` can stop a bring-up still in progress (its whole process group).
-    LC_STATE=$LC_STATE UP="$LC/up.sh" LOG="$LOG" RC="$RC" setsid bash -c '
-      s=$SECONDS
-      bash "$UP" >"$LOG" 2>&1
-      code=$?
+    : >"$LOG"
+    export -f run_up
+    LC=$LC LC_STATE=$LC_STATE LOG="$LOG" RC="$RC" setsid bash -c '
+      s=$SECONDS code=0
+      run_up || code=$?
       echo "live-cluster: up.sh exit $code after $(( SECONDS - s ))s" >>"$LOG"
       echo "$code" >"$RC"' </dev/null >/dev/null 2>&1 &
     echo $! >"$PID"
@@ -61,7 +79,7 @@ case "${1:-}" in
     router_pid="$LC_RUN/pids/kube-router.pid"
     if [ -x "$LC_STATE/bin/kube-router" ] && { [ ! -f "$router_pid" ] || ! kill -0 "$(cat "$router_pid")" 2>/dev/null; }; then
       echo "live-cluster: kube-router is not running ($(tail -1 "$LC_STATE/logs/kube-router.log" 2>/dev/null)); up.sh again"
-      LC_STATE=$LC_STATE bash "$LC/up.sh" >>"$LOG" 2>&1 || { tail -40 "$LOG" >&2; exit 1; }
+      run_up || { tail -40 "$LOG" >&2; exit 1; }
       kill -0 "$(cat "$router_pid")" 2>/dev/null || { echo "live-cluster: kube-router still not running" >&2; tail -5 "$LC_STATE/logs/kube-router.log" >&2; exit 1; }
     fi
     # After a stop (down.sh, or the machine's processes ending) and a start, the add-ons' pods can stay
