@@ -8,7 +8,8 @@
 # says so and skips only the figures that need it. Everything listens on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="/opt/node24/bin:$PATH"
+# Node 24 as ./run provisions it (scripts/ensure-toolchain.sh), when it is there.
+[ -x .tools/node/bin/node ] && export PATH="$PWD/.tools/node/bin:$PATH"
 
 SMOKE=""
 for arg in "$@"; do

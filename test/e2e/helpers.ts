@@ -7,6 +7,7 @@ import {
   launch,
   type RunningSystem,
   type ServiceName,
+  StartError,
 } from '../../scripts/start/system.ts'
 
 export { signUp } from '../lib/accounts.ts'
@@ -65,7 +66,6 @@ export async function startSystem(
 ): Promise<TestSystem> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'task-manager-e2e-')))
   const names: ServiceName[] = ['task-service', 'user-service', 'project-service', 'gateway']
-  const ports = Object.fromEntries(await Promise.all(names.map(async (name) => [name, await freePort()])))
   const logs: string[] = []
   // Load shedding (503 while the event loop lags past MAX_EVENT_LOOP_DELAY_MS, 1 s by default) is the kit's
   // and is tested there; here, on a 2-core CI machine running the fuzzer, browsers and other suites at once, a
@@ -83,21 +83,42 @@ export async function startSystem(
       },
     ]),
   )
-  const system = await launch({
-    ...options,
-    dataDir,
-    host: '127.0.0.1',
-    ports,
-    postgresPort: await freePort(),
-    postgresSettings: { fsync: 'off', ...options.postgresSettings },
-    env: { ...options.env, ...fast },
-    onLog: (service, line) => {
-      logs.push(`${service} | ${line}`)
-      if (logs.length > 5000) logs.shift()
-      if (process.env.E2E_LOGS) console.log(`${service} | ${line}`)
-      options.onLog?.(service, line)
-    },
-  })
+  const system = await (async (): Promise<RunningSystem> => {
+    for (let attempt = 1; ; attempt++) {
+      // Free when asked for, but nothing holds them until the servers listen: another process (an outgoing
+      // connection's source port, another suite's server) can take one in between.
+      const ports = Object.fromEntries(await Promise.all(names.map(async (name) => [name, await freePort()])))
+      try {
+        return await launch({
+          ...options,
+          dataDir,
+          host: '127.0.0.1',
+          ports,
+          postgresPort: await freePort(),
+          postgresSettings: { fsync: 'off', ...options.postgresSettings },
+          env: { ...options.env, ...fast },
+          onLog: (service, line) => {
+            logs.push(`${service} | ${line}`)
+            if (logs.length > 5000) logs.shift()
+            if (process.env.E2E_LOGS) console.log(`${service} | ${line}`)
+            options.onLog?.(service, line)
+          },
+        })
+      } catch (error) {
+        if (!(error instanceof StartError)) throw error
+        const lines = error.lastLines.map((line) => `${error.service} | ${line}`).join('\n')
+        // The port race above, and only it, is worth another try with other ports (launch stopped what it started).
+        if (attempt < 3 && lines.includes('EADDRINUSE')) {
+          console.warn(
+            `startSystem: a port was taken before ${error.service} listened; again with other ports`,
+          )
+          continue
+        }
+        // The lines say why (a failed migration, a refused connection): a StartError alone does not print them.
+        throw new Error(`${error.message}; its last output:\n${lines}`, { cause: error })
+      }
+    }
+  })()
   return {
     ...system,
     dataDir,
