@@ -85,6 +85,50 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
+/** The part of an Ajv error the messages below read (env-schema throws them as `error.errors`). */
+interface SchemaError {
+  keyword: string
+  instancePath: string
+  message?: string
+  params: { missingProperty?: string; allowedValue?: unknown; allowedValues?: unknown[] }
+}
+
+/**
+ * One phrase per variable, never its value (a value may be a secret): `PORT is required`, `LOG_LEVEL must be one
+ * of fatal, error, …` for a union of literals (Ajv reports each branch's `const` and the `anyOf` separately),
+ * else Ajv's own message (`must be integer`, `must be >= 100`).
+ */
+function describeErrors(errors: SchemaError[]): string {
+  const byVariable = new Map<string, SchemaError[]>()
+  for (const error of errors) {
+    const name = error.params.missingProperty ?? error.instancePath.replace(/^\//, '')
+    byVariable.set(name, [...(byVariable.get(name) ?? []), error])
+  }
+  const phrases: string[] = []
+  for (const [name, own] of byVariable) {
+    if (own.some((error) => error.keyword === 'required')) {
+      phrases.push(`${name} is required`)
+      continue
+    }
+    const allowed = own.flatMap((error) =>
+      error.keyword === 'const'
+        ? [error.params.allowedValue]
+        : error.keyword === 'enum'
+          ? (error.params.allowedValues ?? [])
+          : [],
+    )
+    if (allowed.length > 0) {
+      phrases.push(`${name} must be one of ${allowed.join(', ')}`)
+      continue
+    }
+    const messages = [
+      ...new Set(own.filter((error) => error.keyword !== 'anyOf').map((error) => error.message)),
+    ]
+    phrases.push(`${name} ${messages.join(' and ') || 'is not valid'}`)
+  }
+  return phrases.join('; ')
+}
+
 /**
  * Validates the environment against `schema` (defaults applied, strings coerced to numbers/booleans), then
  * runs each cross-field `check` (a rule one property's schema cannot say, e.g. "both or neither"). A missing or
@@ -100,7 +144,10 @@ export function loadConfig<P extends TProperties>(
   try {
     config = envSchema<Static<TObject<P>>>({ schema, data: env, dotenv: false })
   } catch (error) {
-    const message = (error as Error).message.replaceAll('env/', '').replaceAll('env ', '')
+    const errors = (error as { errors?: SchemaError[] }).errors
+    const message = errors?.length
+      ? describeErrors(errors)
+      : (error as Error).message.replaceAll('env/', '').replaceAll('env ', '')
     throw new ConfigError(`Invalid configuration: ${message}`)
   }
   for (const check of checks) check(config)

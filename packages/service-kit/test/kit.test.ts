@@ -66,8 +66,25 @@ describe('config', () => {
   })
 
   test('a malformed value names the variable', () => {
-    expect(() => loadConfig(schema, { PORT: 'eighty' })).toThrow(/PORT/)
-    expect(() => loadConfig(schema, { PORT: '80', AUTH_MODE: 'off' })).toThrow(/AUTH_MODE/)
+    expect(() => loadConfig(schema, { PORT: 'eighty' })).toThrow(
+      'Invalid configuration: PORT must be integer',
+    )
+    expect(() => loadConfig(schema, { PORT: '80', REQUEST_TIMEOUT_MS: '5' })).toThrow(
+      'Invalid configuration: REQUEST_TIMEOUT_MS must be >= 100',
+    )
+  })
+
+  test('a value outside a list of choices names the choices, once, and not the value', () => {
+    const attempt = () => loadConfig(schema, { PORT: '80', LOG_LEVEL: 'loud', AUTH_MODE: 'off' })
+    expect(attempt).toThrow(
+      'Invalid configuration: LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent; ' +
+        'AUTH_MODE must be one of required, disabled',
+    )
+    expect(attempt).not.toThrow(/loud|constant|anyOf/)
+  })
+
+  test('a missing variable reads as required', () => {
+    expect(() => loadConfig(schema, {})).toThrow('Invalid configuration: PORT is required')
   })
 })
 
