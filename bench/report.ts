@@ -353,6 +353,26 @@ const named = dbRead.variants.find((v: any) => v.name.startsWith('raw pg, named'
 const after = dbRead.variants.find((v: any) => v.name.startsWith('TaskRepository.findById'))
 const maxPeak = (p: string) => Math.max(...services.map((s) => peakUnderMix(phases[p], s)))
 const verdict = (ok: boolean) => (ok ? 'met' : '**missed**')
+/**
+ * A tracing target judged on the median over the interleaved passes, and "met" only when every pass agrees: a
+ * median under the bound with passes on both sides of it is this machine's noise, not a measured cost.
+ */
+function tracingTarget(
+  label: string,
+  key: 'off_vs_no_entry_percent' | 'sampled_10_vs_off_percent',
+  bound: number,
+): string {
+  const median = (tracing as NonNullable<typeof tracing>)[key]
+  const passes = (tracing?.per_pass ?? []).map((pass) => pass[key])
+  const spread = passes.length ? ` (passes ${f1(Math.min(...passes))} to ${f1(Math.max(...passes))} %)` : ''
+  const judged =
+    median > bound
+      ? verdict(false)
+      : passes.every((p) => p <= bound)
+        ? verdict(true)
+        : 'not shown: within the noise'
+  return `| ${label} | ${f1(median)} %${spread} | ${judged} |`
+}
 push(
   '### Targets in this run',
   '',
@@ -378,8 +398,16 @@ push(
   ),
   ...(tracing
     ? [
-        `| tracing off costs ≤ 2 % CPU per request (against no tracing entry) | ${f1(tracing.off_vs_no_entry_percent)} % | ${verdict(tracing.off_vs_no_entry_percent <= 2)} |`,
-        `| tracing on at 10 % sampling costs ≤ 10 % CPU per request (against off) | ${f1(tracing.sampled_10_vs_off_percent)} % | ${verdict(tracing.sampled_10_vs_off_percent <= 10)} |`,
+        tracingTarget(
+          'tracing off costs ≤ 2 % CPU per request (against no tracing entry)',
+          'off_vs_no_entry_percent',
+          2,
+        ),
+        tracingTarget(
+          'tracing on at 10 % sampling costs ≤ 10 % CPU per request (against off)',
+          'sampled_10_vs_off_percent',
+          10,
+        ),
         `| tracing on at 100 % sampling: reported | ${f1(tracing.sampled_100_vs_off_percent)} % | reported |`,
       ]
     : []),
