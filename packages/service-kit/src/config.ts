@@ -1,5 +1,6 @@
 import { envSchema } from 'env-schema'
 import { type Static, type TObject, type TProperties, Type } from 'typebox'
+import type { AjvError } from './errors.js'
 
 /**
  * Settings every service shares. A service extends this with its own properties; the merged schema is
@@ -85,24 +86,19 @@ export class ConfigError extends Error {
   override name = 'ConfigError'
 }
 
-/** The part of an Ajv error the messages below read (env-schema throws them as `error.errors`). */
-interface SchemaError {
-  keyword: string
-  instancePath: string
-  message?: string
-  params: { missingProperty?: string; allowedValue?: unknown; allowedValues?: unknown[] }
-}
-
 /**
  * One phrase per variable, never its value (a value may be a secret): `PORT is required`, `LOG_LEVEL must be one
  * of fatal, error, …` for a union of literals (Ajv reports each branch's `const` and the `anyOf` separately),
  * else Ajv's own message (`must be integer`, `must be >= 100`).
  */
-function describeErrors(errors: SchemaError[]): string {
-  const byVariable = new Map<string, SchemaError[]>()
+function describeErrors(errors: AjvError[]): string {
+  const byVariable = new Map<string, AjvError[]>()
   for (const error of errors) {
-    const name = error.params.missingProperty ?? error.instancePath.replace(/^\//, '')
-    byVariable.set(name, [...(byVariable.get(name) ?? []), error])
+    const missing = error.params?.missingProperty
+    const name = typeof missing === 'string' ? missing : error.instancePath.replace(/^\//, '')
+    const own = byVariable.get(name)
+    if (own) own.push(error)
+    else byVariable.set(name, [error])
   }
   const phrases: string[] = []
   for (const [name, own] of byVariable) {
@@ -112,9 +108,9 @@ function describeErrors(errors: SchemaError[]): string {
     }
     const allowed = own.flatMap((error) =>
       error.keyword === 'const'
-        ? [error.params.allowedValue]
+        ? [error.params?.allowedValue]
         : error.keyword === 'enum'
-          ? (error.params.allowedValues ?? [])
+          ? ((error.params?.allowedValues as unknown[] | undefined) ?? [])
           : [],
     )
     if (allowed.length > 0) {
@@ -144,7 +140,7 @@ export function loadConfig<P extends TProperties>(
   try {
     config = envSchema<Static<TObject<P>>>({ schema, data: env, dotenv: false })
   } catch (error) {
-    const errors = (error as { errors?: SchemaError[] }).errors
+    const errors = (error as { errors?: AjvError[] }).errors
     const message = errors?.length
       ? describeErrors(errors)
       : (error as Error).message.replaceAll('env/', '').replaceAll('env ', '')

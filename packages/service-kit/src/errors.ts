@@ -5,7 +5,8 @@ import { isDatabaseUnavailable } from './db.js'
 import { patternMessage, WELL_FORMED_KEYWORD, WELL_FORMED_MESSAGE } from './input.js'
 import { type FieldError, HttpProblem, problemType, sendProblem } from './problem.js'
 
-interface AjvError {
+/** The part of an Ajv error the kit reads (request validation here, the environment in config.ts). */
+export interface AjvError {
   instancePath: string
   keyword?: string
   message?: string
